@@ -1,0 +1,66 @@
+# Entry points named in README.md. Each creates .venv on first use and reinstalls only
+# when pyproject.toml changed (the stamp files below), so running twice is fast.
+#
+#   make notebooks            execute every notebook top to bottom, save with outputs
+#   make notebooks SMOKE=1    the same in the fast smoke configuration (COURSE_SMOKE=1)
+#   make test                 ruff + pytest (unit tests, nbval and papermill, smoke mode)
+#   make homework / make html student versions / HTML exports (see README)
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+NOTEBOOKS ?= $(sort $(wildcard notebooks/[0-9]*.ipynb))
+HOMEWORK_DIR ?= build/homework
+HTML_DIR ?= build/html
+SMOKE ?=
+
+ifeq ($(SMOKE),1)
+SMOKE_FLAG := --smoke
+endif
+
+.DEFAULT_GOAL := help
+.PHONY: help notebooks test lint homework html venv clean
+
+help:
+	@echo "make notebooks [SMOKE=1]   run all notebooks and save them with outputs"
+	@echo "make test                  lint + unit tests + notebook tests (smoke mode)"
+	@echo "make homework              student versions in $(HOMEWORK_DIR)"
+	@echo "make html                  HTML exports in $(HTML_DIR)"
+
+# --- environment -----------------------------------------------------------------------
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else \
+	  "Python 3.10+ is needed, found " + sys.version.split()[0] + ": run make PYTHON=python3.11 ...")'
+	$(PYTHON) -m venv $(VENV)
+
+# pip picks the torch build for this machine; no version is forced here (see README).
+$(VENV)/.installed-notebooks: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[notebooks]'
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@ $(VENV)/.installed-notebooks
+
+venv: $(VENV)/.installed-dev
+
+# --- the two main jobs -------------------------------------------------------------------
+notebooks: $(VENV)/.installed-notebooks
+	$(PY) -m course_utils.tools run $(SMOKE_FLAG) $(NOTEBOOKS)
+
+test: $(VENV)/.installed-dev
+	$(PY) -m ruff check .
+	COURSE_SMOKE=1 $(PY) -m pytest
+
+lint: $(VENV)/.installed-dev
+	$(PY) -m ruff check .
+
+# --- instructor tools ----------------------------------------------------------------------
+homework: $(VENV)/.installed-notebooks
+	$(PY) -m course_utils.tools homework --out $(HOMEWORK_DIR) $(NOTEBOOKS)
+
+html: $(VENV)/.installed-notebooks
+	$(PY) -m course_utils.tools html --out $(HTML_DIR) $(NOTEBOOKS)
+
+clean:
+	rm -rf build notebooks/results .pytest_cache

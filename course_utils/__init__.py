@@ -1,0 +1,18 @@
+"""Shared code for the Advanced CNN Architectures course notebooks.
+
+models    LeNet-5, AlexNet, VGG, GoogLeNet, ResNet, DenseNet (paper-faithful)
+analysis  parameter counts, MACs, shape traces, receptive fields
+data      datasets kept on the training device, transforms as tensor ops
+train     fit / evaluate / History
+plots     learning curves, filters, feature maps, comparison charts
+papers    published figures with their sources
+env       device, Colab/Kaggle detection, seeding, smoke mode, run banner
+tools     instructor commands (python -m course_utils.tools --help)
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("course-utils")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0"

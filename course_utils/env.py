@@ -1,0 +1,176 @@
+"""Where are we running, and how big a run should this be?
+
+Every notebook starts by asking three questions:
+
+* Which device trains the model? CUDA if present, Apple's MPS if present, else the CPU.
+* Are we on Colab or Kaggle (install the package there, look for data in Kaggle's folders)?
+* Is this the real one-epoch homework, a reduced run on a CPU-only machine, or the
+  smoke test that CI runs (``COURSE_SMOKE=1``)?
+
+``run_settings`` answers the last one from three dictionaries (full / cpu / smoke) and
+remembers what was reduced, so that ``run_banner`` can say exactly that.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+SMOKE_ENV = "COURSE_SMOKE"
+DATA_ENV = "COURSE_DATA"
+
+# The settings chosen by the last call to run_settings(), for run_banner() and History.
+_last_settings: dict[str, Any] = {}
+_last_reduced: dict[str, tuple[Any, Any]] = {}
+# Notes other modules add for the banner (e.g. "MNIST not found: using the bundled sample").
+_notes: list[str] = []
+
+
+def is_smoke() -> bool:
+    """True when ``COURSE_SMOKE`` is set to something truthy (CI's fast configuration)."""
+    return os.environ.get(SMOKE_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def is_colab() -> bool:
+    return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
+
+
+def is_kaggle() -> bool:
+    return "KAGGLE_KERNEL_RUN_TYPE" in os.environ or Path("/kaggle/input").is_dir()
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """The device to train on: ``prefer`` if given, else CUDA, then Apple MPS, then CPU."""
+    if prefer is not None:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def device_name(device: torch.device | str | None = None) -> str:
+    device = get_device() if device is None else torch.device(device)
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        name = torch.cuda.get_device_name(device)
+        return f"{name} x{count}" if count > 1 else name
+    if device.type == "mps":
+        return "Apple MPS"
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def run_mode(device: torch.device | str | None = None) -> str:
+    """'smoke' under COURSE_SMOKE=1, 'full' on a GPU, 'cpu' on a machine without one."""
+    if is_smoke():
+        return "smoke"
+    device = get_device() if device is None else torch.device(device)
+    return "cpu" if device.type == "cpu" else "full"
+
+
+def seed_everything(seed: int = 0, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch (all devices). ``deterministic`` also asks cuDNN for
+    reproducible kernels, at some cost in speed."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
+def run_settings(full: dict[str, Any], cpu: dict[str, Any] | None = None,
+                 smoke: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Pick the settings for this run.
+
+    ``full`` is the real homework on a GPU; ``cpu`` overrides some of its values on a
+    machine without a GPU (so the run finishes in minutes); ``smoke`` overrides them again
+    for CI. Keys missing from an override keep the value of the level above. Whatever
+    differs from ``full`` is remembered and shown by :func:`run_banner`.
+    """
+    mode = run_mode()
+    chosen = dict(full)
+    if mode in ("cpu", "smoke"):
+        chosen.update(cpu or {})
+    if mode == "smoke":
+        chosen.update(smoke or {})
+    _last_settings.clear()
+    _last_settings.update(chosen)
+    _last_reduced.clear()
+    _last_reduced.update({k: (full.get(k), v) for k, v in chosen.items() if full.get(k) != v})
+    return chosen
+
+
+def reductions() -> dict[str, tuple[Any, Any]]:
+    """{setting: (full value, this run's value)} for every setting this run reduced."""
+    return dict(_last_reduced)
+
+
+def add_note(text: str) -> None:
+    """Record something the run banner must say (e.g. a data fallback). Printed at once too."""
+    if text not in _notes:
+        _notes.append(text)
+    print(f"[course_utils] {text}")
+
+
+def notes() -> list[str]:
+    return list(_notes)
+
+
+def run_banner(title: str | None = None, **extra: Any) -> str:
+    """Print (and return) what this run is: device, versions, mode and what was reduced.
+
+    Every notebook prints it first, so that a screenshot of any output says how it was made.
+    """
+    import torchvision
+
+    mode = run_mode()
+    explain = {
+        "full": "full run (the one-epoch homework on a GPU)",
+        "cpu": "reduced run: no GPU found, settings shrunk so it finishes in minutes",
+        "smoke": f"smoke run ({SMOKE_ENV}=1): tiny data and few steps, for CI",
+    }[mode]
+    where = "Colab" if is_colab() else "Kaggle" if is_kaggle() else "local"
+    lines = [f"=== {title} ===" if title else "=== run ==="]
+    lines.append(f"device      : {device_name()} [{where}]")
+    lines.append(f"versions    : python {platform.python_version()}, torch {torch.__version__}, "
+                 f"torchvision {torchvision.__version__}")
+    lines.append(f"mode        : {explain}")
+    for key, value in {**_last_settings, **extra}.items():
+        if key in _last_reduced:
+            full_value, _ = _last_reduced[key]
+            lines.append(f"  {key:<10}: {value!r}  (full run: {full_value!r})")
+        else:
+            lines.append(f"  {key:<10}: {value!r}")
+    for note in _notes:
+        lines.append(f"note        : {note}")
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
+def write_results(path: str | os.PathLike | None, results: dict[str, Any]) -> Path | None:
+    """Write a notebook's headline numbers as JSON (papermill tests read them back).
+
+    ``None`` writes nothing. The run mode and settings are added so a reader knows what
+    produced the numbers.
+    """
+    if path is None:
+        return None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"mode": run_mode(), "settings": dict(_last_settings), "notes": list(_notes),
+               **results}
+    path.write_text(json.dumps(payload, indent=2, default=str, ensure_ascii=False) + "\n",
+                    encoding="utf-8")
+    return path

@@ -1,0 +1,115 @@
+"""AlexNet (Krizhevsky, Sutskever, Hinton 2012, "ImageNet classification with deep
+convolutional neural networks", Section 3 and Figure 2).
+
+    input 3x227x227
+    conv1  96 @ 11x11 / 4, ReLU, LRN, max pool 3x3 / 2   -> 96x55x55 -> 96x27x27
+    conv2 256 @  5x5,      ReLU, LRN, max pool 3x3 / 2   -> 256x27x27 -> 256x13x13
+    conv3 384 @  3x3,      ReLU                          -> 384x13x13
+    conv4 384 @  3x3,      ReLU                          -> 384x13x13
+    conv5 256 @  3x3,      ReLU, max pool 3x3 / 2        -> 256x13x13 -> 256x6x6
+    fc6 4096, fc7 4096 (ReLU, dropout 0.5), fc8 num_classes
+
+The paper says 224x224, but 11x11 filters at stride 4 only give its 55x55 maps from
+227x227 (227 - 11) / 4 + 1 = 55. Pooling windows overlap (3x3 at stride 2, Section
+3.4). With ``groups=2`` conv2, conv4 and conv5 only see the kernel maps on their own
+GPU, exactly the two-GPU split of Figure 2 (conv3 and the FC layers cross GPUs):
+60,965,224 parameters, the paper's "60 million". One tower (``groups=1``, the default):
+62,378,344.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._input_check import check_input
+
+
+def local_response_norm() -> nn.LocalResponseNorm:
+    """Section 3.3: k = 2, n = 5, alpha = 1e-4, beta = 0.75.
+
+    The paper divides by (k + alpha * sum of squares); PyTorch divides by
+    (k + alpha / n * sum of squares), so PyTorch's alpha is the paper's times n.
+    """
+    n = 5
+    return nn.LocalResponseNorm(size=n, alpha=1e-4 * n, beta=0.75, k=2.0)
+
+
+class AlexNet(nn.Module):
+    """AlexNet, one tower by default; ``groups=2`` for the paper's two-GPU split,
+    ``lrn=False`` to drop local response normalisation (the lecture's ablation)."""
+
+    input_size = (3, 227, 227)
+    # Smallest image for which conv5 still leaves a map for the last 3x3 max pool:
+    # 67 -> conv1 15 -> pool 7 -> conv2 7 -> pool 3 -> conv3..5 3 -> pool 1.
+    min_input_size = 67
+
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        in_channels: int = 3,
+        groups: int = 1,
+        lrn: bool = True,
+        dropout: float = 0.5,
+        paper_init: bool = False,
+    ) -> None:
+        super().__init__()
+        if groups not in (1, 2):
+            raise ValueError(f"groups must be 1 (one tower) or 2 (two GPUs), got {groups}")
+        self.in_channels = in_channels
+        self.input_size = (in_channels, 227, 227)
+
+        def norm() -> nn.Module:
+            return local_response_norm() if lrn else nn.Identity()
+
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 96, kernel_size=11, stride=4),  # conv1: 227 -> 55
+            nn.ReLU(inplace=True),
+            norm(),
+            nn.MaxPool2d(kernel_size=3, stride=2),  # 55 -> 27
+            nn.Conv2d(96, 256, kernel_size=5, padding=2, groups=groups),  # conv2
+            nn.ReLU(inplace=True),
+            norm(),
+            nn.MaxPool2d(kernel_size=3, stride=2),  # 27 -> 13
+            nn.Conv2d(256, 384, kernel_size=3, padding=1),  # conv3: both GPUs' maps
+            nn.ReLU(inplace=True),
+            nn.Conv2d(384, 384, kernel_size=3, padding=1, groups=groups),  # conv4
+            nn.ReLU(inplace=True),
+            nn.Conv2d(384, 256, kernel_size=3, padding=1, groups=groups),  # conv5
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),  # 13 -> 6
+        )
+        # 6x6 already at 227x227, so this does nothing there; it lets other sizes through.
+        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        self.classifier = nn.Sequential(
+            nn.Dropout(p=dropout),
+            nn.Linear(256 * 6 * 6, 4096),  # fc6
+            nn.ReLU(inplace=True),
+            nn.Dropout(p=dropout),
+            nn.Linear(4096, 4096),  # fc7
+            nn.ReLU(inplace=True),
+            nn.Linear(4096, num_classes),  # fc8
+        )
+        if paper_init:
+            self._paper_init()
+
+    def _paper_init(self) -> None:
+        """Section 5: weights ~ N(0, 0.01); biases 1 in conv2, conv4, conv5 and the hidden
+        FC layers (to give ReLUs positive inputs early on), 0 elsewhere."""
+        convs = [m for m in self.features if isinstance(m, nn.Conv2d)]
+        linears = [m for m in self.classifier if isinstance(m, nn.Linear)]
+        for layer in convs + linears:
+            nn.init.normal_(layer.weight, mean=0.0, std=0.01)
+            nn.init.zeros_(layer.bias)
+        for layer in [convs[1], convs[3], convs[4], linears[0], linears[1]]:
+            nn.init.ones_(layer.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(self, x)
+        x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
+def alexnet(**kwargs) -> AlexNet:
+    """AlexNet (Krizhevsky et al. 2012). Keywords: ``groups``, ``lrn``, ``paper_init``."""
+    return AlexNet(**kwargs)

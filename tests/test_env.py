@@ -1,0 +1,86 @@
+import json
+
+import pytest
+import torch
+
+from course_utils import env
+
+
+@pytest.mark.parametrize("value, expected", [("1", True), ("yes", True), ("0", False),
+                                             ("", False), ("false", False)])
+def test_smoke_flag_reads_the_environment(monkeypatch, value, expected):
+    monkeypatch.setenv("COURSE_SMOKE", value)
+    assert env.is_smoke() is expected
+
+
+def test_device_is_cuda_only_when_available(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert env.get_device().type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert env.get_device().type == "cuda"
+    assert env.get_device("cpu").type == "cpu"  # an explicit choice wins
+
+
+def test_colab_and_kaggle_detection(monkeypatch):
+    monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    assert env.is_kaggle()
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab_20260101")
+    assert env.is_colab()
+
+
+def test_seeding_makes_random_draws_repeat():
+    env.seed_everything(123)
+    first = torch.rand(3)
+    env.seed_everything(123)
+    assert torch.equal(first, torch.rand(3))
+
+
+def test_run_settings_pick_the_level_for_the_mode_and_record_reductions(monkeypatch):
+    full = {"subset": None, "image_size": 227, "epochs": 1}
+    cpu = {"subset": 2000, "image_size": 96}
+    smoke = {"subset": 256}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+    monkeypatch.setenv("COURSE_SMOKE", "1")
+    assert env.run_settings(full, cpu, smoke) == {"subset": 256, "image_size": 96, "epochs": 1}
+    assert env.reductions() == {"subset": (None, 256), "image_size": (227, 96)}
+
+    monkeypatch.delenv("COURSE_SMOKE")
+    assert env.run_settings(full, cpu, smoke) == {"subset": 2000, "image_size": 96, "epochs": 1}
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert env.run_mode() == "full"
+    assert env.run_settings(full, cpu, smoke) == full
+    assert env.reductions() == {}
+
+
+def test_banner_says_mode_versions_and_what_was_reduced(monkeypatch, capsys):
+    monkeypatch.setenv("COURSE_SMOKE", "1")
+    env.run_settings({"subset": None, "lr": 0.1}, smoke={"subset": 100})
+    text = env.run_banner("5.2 LeNet-5")
+    assert capsys.readouterr().out.strip() == text
+    assert "5.2 LeNet-5" in text and torch.__version__ in text
+    assert "smoke run" in text
+    assert "subset    : 100  (full run: None)" in text
+    assert "lr        : 0.1" in text and "(full run" not in text.split("lr        :")[1]
+
+
+def test_notes_reach_the_banner_once(monkeypatch):
+    monkeypatch.setattr(env, "_notes", [])
+    env.add_note("MNIST not found: using the bundled sample")
+    env.add_note("MNIST not found: using the bundled sample")
+    assert env.notes() == ["MNIST not found: using the bundled sample"]
+    assert env.run_banner().count("bundled sample") == 1
+
+
+def test_write_results_records_mode_and_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_SMOKE", "1")
+    env.run_settings({"subset": None}, smoke={"subset": 64})
+    path = env.write_results(tmp_path / "out" / "r.json", {"test_acc": 0.5})
+    data = json.loads(path.read_text())
+    assert data["test_acc"] == 0.5 and data["mode"] == "smoke"
+    assert data["settings"] == {"subset": 64}
+    assert env.write_results(None, {"x": 1}) is None
