@@ -5,7 +5,8 @@ operations (MACs) per image, the output size of every layer and the receptive fi
 stacked convolutions. This module computes them from the models themselves, so a notebook
 never types a number that the code could get wrong.
 
-Public functions (all take an ``nn.Module`` and leave it untouched):
+Public functions (those that take a model leave it untouched: they run a copy whose weights
+live on the ``meta`` device, or a real CPU copy when the forward pass needs actual values):
 
 ``count_params(model, trainable_only=True) -> int``
     Number of (trainable) parameters.
@@ -16,14 +17,20 @@ Public functions (all take an ``nn.Module`` and leave it untouched):
 ``macs_by_module(model, input_size=None, depth=1) -> dict[str, int]``
     The same count split over the submodules ``depth`` levels down, in execution order
     (e.g. GoogLeNet's ``inception3a`` ... ``inception5b`` for Table 1's "ops" column).
-``layer_table(model, input_size=None, depth=3, col_names=...) -> torchinfo.ModelStatistics``
-    torchinfo's summary (print it); run on meta tensors, deterministic text.
+``module_table(model, input_size=None, depth=1) -> list[dict]``
+    Per submodule: layer, type, output shape, params, MACs (regenerate GoogLeNet's Table 1
+    or ResNet's stages; print with ``format_table``).
+``layer_table(model, input_size=None, depth=3, col_names=...) -> LayerTable``
+    torchinfo's summary (print it; ``.stats`` is the ``ModelStatistics``); run on meta
+    tensors, deterministic text.
 ``shape_trace(model, input_size=None, types=TRACE_TYPES) -> list[dict]``
     One row per convolution / pooling / linear layer call: layer, type, shape (C, H, W) or
     (features,), params.
 ``memory_table(model, input_size=None, bytes_per_value=4) -> list[dict]``
     CS231n's view: per layer, activations per image, their memory and the parameters.
-``format_table(rows, columns=None, totals=()) -> str``
+``capture_activations(model, x, layers) -> dict[str, Tensor]``
+    Outputs of named submodules for a real input (feature maps for plots).
+``format_table(rows, columns=None, totals=(), formats=None) -> str``
     Fixed-width text table of such rows (thousands separators, optional total row).
 ``conv_output_size(i, k, p=0, s=1, d=1) -> int``
     floor((i - k + 2p) / s) + 1 (with dilation d: k becomes d(k - 1) + 1).
@@ -135,33 +142,45 @@ def _model_name(model: nn.Module) -> str:
     return type(model).__name__
 
 
-def _run(model: nn.Module, input_size: tuple[int, ...], inside=None) -> Any:
-    """Run ``model`` once on a zero input of ``input_size`` (meta tensors when possible).
-
-    ``inside`` is an optional context manager (the flop counter) entered around the forward.
-    A model's own ``ValueError`` (e.g. "AlexNet needs at least 63x63") passes through; a
-    shape error from deep inside PyTorch becomes a ``ValueError`` that names the model and
-    the input size. An operation that has no meta implementation falls back to a real run.
-    """
+def _forward(net: nn.Module, device: str, input_size: tuple[int, ...], inside: Any = None) -> Any:
+    """One forward pass of ``net`` on zeros of ``input_size`` on ``device``."""
     import contextlib
 
-    def forward(device: str, net: nn.Module):
-        x = torch.zeros(input_size, device=device)
-        with torch.no_grad(), inside if inside is not None else contextlib.nullcontext():
-            return net(x)
+    x = torch.zeros(input_size, device=device)
+    with torch.no_grad(), inside if inside is not None else contextlib.nullcontext():
+        return net(x)
 
+
+def _on_meta_or_cpu(model: nn.Module, job: Any) -> Any:
+    """``job(net, device)`` on a meta copy of ``model``; on a real CPU copy if meta can't.
+
+    Meta tensors have shapes but no data, so a forward that reads values (``.item()``, an op
+    without a meta kernel) fails there; then the job runs again, from scratch, on a real copy.
+    A model's own ``ValueError`` (e.g. "AlexNet needs at least 63x63") passes through; a shape
+    error from deep inside PyTorch becomes a ``ValueError`` naming the model.
+    """
     try:
         try:
-            return forward("meta", model)
-        except NotImplementedError:
-            real = copy.deepcopy(model).eval().cpu()  # rare: an op without a meta kernel
-            if inside is not None and hasattr(inside, "flop_counts"):
-                inside.flop_counts.clear()
-            return forward("cpu", real)
+            return job(_meta_copy(model), "meta")
+        except (NotImplementedError, RuntimeError) as err:
+            if isinstance(err, RuntimeError) and "meta" not in str(err).lower():
+                raise
+            return job(copy.deepcopy(model).cpu().eval(), "cpu")
     except RuntimeError as err:
-        raise ValueError(
-            f"{_model_name(model)} could not run on an input of shape {tuple(input_size)}: {err}"
-        ) from err
+        raise ValueError(f"{_model_name(model)} could not run: {err}") from err
+
+
+def _with_size(model: nn.Module, size: tuple[int, ...], job: Any) -> Any:
+    """:func:`_on_meta_or_cpu` with the input shape in the error message."""
+    try:
+        return _on_meta_or_cpu(model, job)
+    except ValueError as err:
+        if isinstance(err.__cause__, RuntimeError):  # ours, not the model's own message
+            raise ValueError(
+                f"{_model_name(model)} could not run on an input of shape {size}: "
+                f"{err.__cause__}"
+            ) from err.__cause__
+        raise
 
 
 def _hook_calls(model: nn.Module, fn) -> list[Any]:
@@ -194,9 +213,60 @@ def count_macs(
     if by_module:
         return macs_by_module(model, input_size, depth=depth)
     size = _normalize_input_size(model, input_size)
-    counter = FlopCounterMode(display=False)
-    _run(_meta_copy(model), size, inside=counter)
-    return counter.get_total_flops() // 2
+
+    def job(net: nn.Module, device: str) -> int:
+        counter = FlopCounterMode(display=False)
+        _forward(net, device, size, inside=counter)
+        return counter.get_total_flops() // 2
+
+    return _with_size(model, size, job)
+
+
+def _profile(
+    model: nn.Module, input_size: Sequence[int] | None, depth: int
+) -> tuple[list[str], dict[str, Any], dict[str, int], int, nn.Module]:
+    """One run: the modules ``depth`` levels down in the order they start, their output
+    shapes, their MACs, the total MACs, and the copy that ran (for parameter counts)."""
+    size = _normalize_input_size(model, input_size)
+
+    def job(net: nn.Module, device: str):
+        root = _model_name(net)
+        is_leaf = {name: len(list(m.children())) == 0 for name, m in net.named_modules()}
+
+        def listed(name: str) -> bool:
+            level = name.count(".") + 1 if name else 0
+            return bool(name) and (level == depth or (level < depth and is_leaf[name]))
+
+        order: list[str] = []
+        shapes: dict[str, Any] = {}
+        handles = []
+        for name, module in net.named_modules():
+            if not listed(name):
+                continue
+
+            # A forward hook fires when a module *finishes*; the pre-hook gives the order in
+            # which stages start, which is the order a reader expects.
+            def pre_hook(_mod, _inputs, _name=name):
+                if _name not in order:
+                    order.append(_name)
+
+            def hook(_mod, _inputs, output, _name=name):
+                shapes.setdefault(_name, _out_shape(output))
+
+            handles.append(module.register_forward_pre_hook(pre_hook))
+            handles.append(module.register_forward_hook(hook))
+        counter = FlopCounterMode(display=False)
+        try:
+            _forward(net, device, size, inside=counter)
+        finally:
+            for h in handles:
+                h.remove()
+        flops = counter.get_flop_counts()
+        # ModuleTracker names modules "<RootClass>.<path>"; strip the root's name.
+        macs = {name: sum(flops.get(f"{root}.{name}", {}).values()) // 2 for name in order}
+        return order, shapes, macs, counter.get_total_flops() // 2, net
+
+    return _with_size(model, size, job)
 
 
 def macs_by_module(
@@ -210,45 +280,36 @@ def macs_by_module(
     stage. MACs done directly in a parent's ``forward`` (not inside any listed submodule)
     are reported under ``"(other)"``, so the values always add up to :func:`count_macs`.
     """
-    size = _normalize_input_size(model, input_size)
-    clone = _meta_copy(model)
-    root = _model_name(clone)
-
-    order: list[str] = []
-    is_leaf = {name: len(list(m.children())) == 0 for name, m in clone.named_modules()}
-
-    def record(name, _mod, _inputs, _output):
-        if not name:
-            return
-        level = name.count(".") + 1
-        if (level == depth or (level < depth and is_leaf[name])) and name not in order:
-            order.append(name)
-
-    # Forward hooks fire when a module *finishes*; a pre-hook gives the order in which
-    # stages start, which is the order a reader expects (same for sequential stacks).
-    handles = []
-    for name, module in clone.named_modules():
-
-        def pre_hook(mod, inputs, _name=name):
-            record(_name, mod, inputs, None)
-
-        handles.append(module.register_forward_pre_hook(pre_hook))
-    counter = FlopCounterMode(display=False)
-    try:
-        _run(clone, size, inside=counter)
-    finally:
-        for h in handles:
-            h.remove()
-
-    flops = counter.get_flop_counts()
-    result: dict[str, int] = {}
-    for name in order:
-        # ModuleTracker names modules "<RootClass>.<path>"; strip the root's name.
-        result[name] = sum(flops.get(f"{root}.{name}", {}).values()) // 2
-    rest = counter.get_total_flops() // 2 - sum(result.values())
+    order, _shapes, macs, total, _clone = _profile(model, input_size, depth)
+    result = {name: macs[name] for name in order}
+    rest = total - sum(result.values())
     if rest:
         result["(other)"] = rest
     return result
+
+
+def module_table(
+    model: nn.Module, input_size: Sequence[int] | None = None, depth: int = 1
+) -> list[dict[str, Any]]:
+    """One row per submodule ``depth`` levels down, in execution order, for paper tables.
+
+    Rows: ``{"layer", "type", "shape" (output, per image), "params", "macs"}``. With
+    ``depth=1`` GoogLeNet gives Table 1's rows (conv1 ... inception5b, fc) and ResNet its
+    stages (conv1, layer1 ... layer4, fc). Parameters of modules that did not run (e.g.
+    auxiliary heads in eval mode) are not listed.
+    """
+    order, shapes, macs, _total, clone = _profile(model, input_size, depth)
+    modules = dict(clone.named_modules())
+    return [
+        {
+            "layer": name,
+            "type": type(modules[name]).__name__,
+            "shape": shapes.get(name),
+            "params": count_params(modules[name], trainable_only=False),
+            "macs": macs[name],
+        }
+        for name in order
+    ]
 
 
 # --------------------------------------------------------------------------- shapes
@@ -272,27 +333,30 @@ def shape_trace(
     rows. Runs on meta tensors: no computation, any input size the model accepts.
     """
     size = _normalize_input_size(model, input_size)
-    clone = _meta_copy(model)
-    rows: list[dict[str, Any]] = []
 
-    def record(name, mod, _inputs, output):
-        if isinstance(mod, types):
-            rows.append(
-                {
-                    "layer": name,
-                    "type": type(mod).__name__,
-                    "shape": _out_shape(output),
-                    "params": count_params(mod, trainable_only=False),
-                }
-            )
+    def job(net: nn.Module, device: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
 
-    handles = _hook_calls(clone, record)
-    try:
-        _run(clone, size)
-    finally:
-        for h in handles:
-            h.remove()
-    return rows
+        def record(name, mod, _inputs, output):
+            if isinstance(mod, types):
+                rows.append(
+                    {
+                        "layer": name,
+                        "type": type(mod).__name__,
+                        "shape": _out_shape(output),
+                        "params": count_params(mod, trainable_only=False),
+                    }
+                )
+
+        handles = _hook_calls(net, record)
+        try:
+            _forward(net, device, size)
+        finally:
+            for h in handles:
+                h.remove()
+        return rows
+
+    return _with_size(model, size, job)
 
 
 def memory_table(
@@ -335,31 +399,105 @@ def memory_table(
     return rows
 
 
+class LayerTable:
+    """torchinfo's summary, printable as text that is the same on every machine.
+
+    ``str(table)`` / ``print(table)`` gives torchinfo's table (with its enum-valued unit
+    labels written as K/M/G); ``table.stats`` is torchinfo's ``ModelStatistics`` and its
+    attributes (``total_params``, ``summary_list``, ...) are reachable on the table directly.
+    """
+
+    _UNITS = {
+        "Units.TERABYTES": "T",
+        "Units.GIGABYTES": "G",
+        "Units.MEGABYTES": "M",
+        "Units.KILOBYTES": "K",
+        "Units.NONE": "",
+    }
+
+    def __init__(self, stats: Any) -> None:
+        self.stats = stats
+
+    def __str__(self) -> str:
+        text = str(self.stats)
+        for raw, short in self._UNITS.items():
+            text = text.replace(raw, short)
+        return text
+
+    __repr__ = __str__
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stats, name)
+
+
 def layer_table(
     model: nn.Module,
     input_size: Sequence[int] | None = None,
     depth: int = 3,
     col_names: Sequence[str] = ("kernel_size", "output_size", "num_params"),
     **kwargs: Any,
-):
-    """torchinfo's layer-by-layer summary (a ``ModelStatistics``: ``print`` it).
+) -> LayerTable:
+    """torchinfo's layer-by-layer summary (``print`` it).
 
     Runs on meta tensors, so it is instant and its text is the same on every machine (no
-    timings, no device). Note that torchinfo's own "Mult-Adds" column (if requested) also
-    counts bias additions; :func:`count_macs` follows the papers and does not.
+    timings, no device). ``depth`` is how many levels of submodules to list; ``col_names``
+    and other keywords go to ``torchinfo.summary``. Note that torchinfo's "mult-adds" (its
+    total line, or the ``"mult_adds"`` column) include bias additions; :func:`count_macs`
+    follows the papers and does not.
     """
     import torchinfo
 
     size = _normalize_input_size(model, input_size)
-    return torchinfo.summary(
-        _meta_copy(model),
-        input_size=size,
-        device="meta",
-        depth=depth,
-        col_names=tuple(col_names),
-        verbose=0,
-        **kwargs,
-    )
+    try:
+        stats = torchinfo.summary(
+            _meta_copy(model),
+            input_size=size,
+            device="meta",
+            depth=depth,
+            col_names=tuple(col_names),
+            verbose=0,
+            **kwargs,
+        )
+    except RuntimeError as err:
+        # torchinfo wraps everything in "Failed to run torchinfo"; a model's own ValueError
+        # ("AlexNet needs at least 63x63 ...") is the message a student needs.
+        if isinstance(err.__cause__, ValueError):
+            raise err.__cause__ from None
+        raise
+    return LayerTable(stats)
+
+
+def capture_activations(
+    model: nn.Module, x: torch.Tensor, layers: Sequence[str]
+) -> dict[str, torch.Tensor]:
+    """Outputs of the named submodules for input ``x`` (real tensors, no gradient).
+
+    ``layers`` are names from ``model.named_modules()`` (e.g. ``["features.c1"]`` for
+    LeNet-5's C1, or the four ``inception3a.branch*`` of GoogLeNet). The model runs as it is
+    (call ``model.eval()`` first for inference behaviour); returned tensors are detached and
+    on the CPU, in the order of ``layers``.
+    """
+    modules = dict(model.named_modules())
+    missing = [name for name in layers if name not in modules]
+    if missing:
+        raise KeyError(f"{_model_name(model)} has no submodule {missing}; some names: "
+                       f"{[n for n in modules if n][:12]}")
+    captured: dict[str, torch.Tensor] = {}
+    handles = []
+    for name in layers:
+
+        def hook(_mod, _inputs, output, _name=name):
+            out = output[0] if isinstance(output, (tuple, list)) else output
+            captured[_name] = out.detach().cpu()
+
+        handles.append(modules[name].register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return {name: captured[name] for name in layers}
 
 
 # --------------------------------------------------------------------------- arithmetic
@@ -433,13 +571,19 @@ def chain_layers(model: nn.Module) -> list[tuple[str, int, int]]:
 
 
 # --------------------------------------------------------------------------- printing
-def _fmt(value: Any) -> str:
+# Integer columns that read better without thousands separators (2014, not 2,014).
+PLAIN_INT_COLUMNS = frozenset({"year", "depth", "epoch", "step", "k", "s", "p", "kernel", "stride"})
+
+
+def _fmt(value: Any, column: str = "") -> str:
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, int):
-        return f"{value:,}"
+        return str(value) if column in PLAIN_INT_COLUMNS else f"{value:,}"
     if isinstance(value, float):
-        return f"{value:,.2f}"
+        if value.is_integer() and abs(value) >= 1e4:
+            return f"{int(value):,}"
+        return f"{value:.6g}"
     if isinstance(value, tuple):
         return " x ".join(str(v) for v in value)
     if value is None:
@@ -451,22 +595,33 @@ def format_table(
     rows: Sequence[dict[str, Any]],
     columns: Sequence[str] | None = None,
     totals: Sequence[str] = (),
+    formats: dict[str, str] | None = None,
 ) -> str:
     """Rows of dicts as a fixed-width text table (``print`` it in a notebook).
 
-    Integers get thousands separators, shapes print as ``64 x 56 x 56``. ``columns`` picks and
-    orders the columns (default: the keys of the first row); the columns named in ``totals``
-    are summed in a last row.
+    Integers get thousands separators (except year/depth-like columns), floats up to six
+    significant digits, shapes print as ``64 x 56 x 56``, missing values as ``-``.
+    ``columns`` picks and orders the columns (default: the keys of the first row); the columns
+    named in ``totals`` are summed in a last row; ``formats`` maps a column to a format string,
+    e.g. ``{"macs": "{:,.0f}", "top5": "{:.1f}%"}``.
     """
     if not rows:
         return "(empty table)"
     columns = list(columns) if columns is not None else list(rows[0].keys())
-    body = [[_fmt(row.get(c)) for c in columns] for row in rows]
+    formats = formats or {}
+
+    def cell(row: dict[str, Any], c: str) -> str:
+        value = row.get(c)
+        if c in formats and value is not None:
+            return formats[c].format(value)
+        return _fmt(value, c)
+
+    body = [[cell(row, c) for c in columns] for row in rows]
     if totals:
         total_row = []
         for i, c in enumerate(columns):
             if c in totals:
-                total_row.append(_fmt(sum(row.get(c) or 0 for row in rows)))
+                total_row.append(_fmt(sum(row.get(c) or 0 for row in rows), c))
             else:
                 total_row.append("total" if i == 0 else "")
         body.append(total_row)

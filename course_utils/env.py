@@ -127,11 +127,17 @@ def notes() -> list[str]:
     return list(_notes)
 
 
-def run_banner(title: str | None = None, **extra: Any) -> str:
-    """Print (and return) what this run is: device, versions, mode and what was reduced.
+def run_banner(title: str | None = None, **extra: Any) -> None:
+    """Print what this run is: device, versions, mode and what was reduced.
 
     Every notebook prints it first, so that a screenshot of any output says how it was made.
+    (Returns nothing, so a notebook cell ending with it does not echo the text twice.)
     """
+    print(banner_text(title, **extra))
+
+
+def banner_text(title: str | None = None, **extra: Any) -> str:
+    """The text :func:`run_banner` prints."""
     import torchvision
 
     mode = run_mode()
@@ -154,9 +160,7 @@ def run_banner(title: str | None = None, **extra: Any) -> str:
             lines.append(f"  {key:<10}: {value!r}")
     for note in _notes:
         lines.append(f"note        : {note}")
-    text = "\n".join(lines)
-    print(text)
-    return text
+    return "\n".join(lines)
 
 
 def write_results(path: str | os.PathLike | None, results: dict[str, Any]) -> Path | None:

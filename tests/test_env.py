@@ -60,8 +60,9 @@ def test_run_settings_pick_the_level_for_the_mode_and_record_reductions(monkeypa
 def test_banner_says_mode_versions_and_what_was_reduced(monkeypatch, capsys):
     monkeypatch.setenv("COURSE_SMOKE", "1")
     env.run_settings({"subset": None, "lr": 0.1}, smoke={"subset": 100})
-    text = env.run_banner("5.2 LeNet-5")
-    assert capsys.readouterr().out.strip() == text
+    assert env.run_banner("5.2 LeNet-5") is None
+    text = capsys.readouterr().out.strip()
+    assert text == env.banner_text("5.2 LeNet-5")
     assert "5.2 LeNet-5" in text and torch.__version__ in text
     assert "smoke run" in text
     assert "subset    : 100  (full run: None)" in text
@@ -73,7 +74,7 @@ def test_notes_reach_the_banner_once(monkeypatch):
     env.add_note("MNIST not found: using the bundled sample")
     env.add_note("MNIST not found: using the bundled sample")
     assert env.notes() == ["MNIST not found: using the bundled sample"]
-    assert env.run_banner().count("bundled sample") == 1
+    assert env.banner_text().count("bundled sample") == 1
 
 
 def test_write_results_records_mode_and_settings(tmp_path, monkeypatch):

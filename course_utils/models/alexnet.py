@@ -19,6 +19,8 @@ GPU, exactly the two-GPU split of Figure 2 (conv3 and the FC layers cross GPUs):
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from torch import nn
 
@@ -36,8 +38,10 @@ def local_response_norm() -> nn.LocalResponseNorm:
 
 
 class AlexNet(nn.Module):
-    """AlexNet, one tower by default; ``groups=2`` for the paper's two-GPU split,
-    ``lrn=False`` to drop local response normalisation (the lecture's ablation)."""
+    """AlexNet, one tower by default. Options: ``groups=2`` for the paper's two-GPU split,
+    ``lrn=False`` to drop local response normalisation, ``activation="tanh"`` for the
+    saturating units that Section 3.1 / Figure 1 compares ReLU against, ``paper_init=True``
+    for the paper's initialisation (default: PyTorch's, as torchvision)."""
 
     input_size = (3, 227, 227)
     # Smallest image for which conv5 still leaves a map for the last 3x3 max pool:
@@ -52,43 +56,56 @@ class AlexNet(nn.Module):
         lrn: bool = True,
         dropout: float = 0.5,
         paper_init: bool = False,
+        activation: str = "relu",
     ) -> None:
         super().__init__()
+        if activation not in ("relu", "tanh"):
+            raise ValueError(f"activation must be 'relu' (paper) or 'tanh', got {activation!r}")
         if groups not in (1, 2):
             raise ValueError(f"groups must be 1 (one tower) or 2 (two GPUs), got {groups}")
         self.in_channels = in_channels
         self.input_size = (in_channels, 227, 227)
 
+        def act() -> nn.Module:
+            return nn.ReLU(inplace=True) if activation == "relu" else nn.Tanh()
+
         def norm() -> nn.Module:
             return local_response_norm() if lrn else nn.Identity()
 
+        # Layers named as in the paper (model.features.conv1, model.classifier.fc6, ...);
+        # integer indexing (model.features[0]) works as well.
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 96, kernel_size=11, stride=4),  # conv1: 227 -> 55
-            nn.ReLU(inplace=True),
-            norm(),
-            nn.MaxPool2d(kernel_size=3, stride=2),  # 55 -> 27
-            nn.Conv2d(96, 256, kernel_size=5, padding=2, groups=groups),  # conv2
-            nn.ReLU(inplace=True),
-            norm(),
-            nn.MaxPool2d(kernel_size=3, stride=2),  # 27 -> 13
-            nn.Conv2d(256, 384, kernel_size=3, padding=1),  # conv3: both GPUs' maps
-            nn.ReLU(inplace=True),
-            nn.Conv2d(384, 384, kernel_size=3, padding=1, groups=groups),  # conv4
-            nn.ReLU(inplace=True),
-            nn.Conv2d(384, 256, kernel_size=3, padding=1, groups=groups),  # conv5
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(kernel_size=3, stride=2),  # 13 -> 6
+            OrderedDict(
+                conv1=nn.Conv2d(in_channels, 96, kernel_size=11, stride=4),  # 227 -> 55
+                act1=act(),
+                norm1=norm(),
+                pool1=nn.MaxPool2d(kernel_size=3, stride=2),  # 55 -> 27
+                conv2=nn.Conv2d(96, 256, kernel_size=5, padding=2, groups=groups),
+                act2=act(),
+                norm2=norm(),
+                pool2=nn.MaxPool2d(kernel_size=3, stride=2),  # 27 -> 13
+                conv3=nn.Conv2d(256, 384, kernel_size=3, padding=1),  # sees both GPUs' maps
+                act3=act(),
+                conv4=nn.Conv2d(384, 384, kernel_size=3, padding=1, groups=groups),
+                act4=act(),
+                conv5=nn.Conv2d(384, 256, kernel_size=3, padding=1, groups=groups),
+                act5=act(),
+                pool5=nn.MaxPool2d(kernel_size=3, stride=2),  # 13 -> 6
+            )
         )
         # 6x6 already at 227x227, so this does nothing there; it lets other sizes through.
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        # Section 4.2: dropout on the outputs of the first two fully connected layers.
         self.classifier = nn.Sequential(
-            nn.Dropout(p=dropout),
-            nn.Linear(256 * 6 * 6, 4096),  # fc6
-            nn.ReLU(inplace=True),
-            nn.Dropout(p=dropout),
-            nn.Linear(4096, 4096),  # fc7
-            nn.ReLU(inplace=True),
-            nn.Linear(4096, num_classes),  # fc8
+            OrderedDict(
+                fc6=nn.Linear(256 * 6 * 6, 4096),
+                act6=act(),
+                drop6=nn.Dropout(p=dropout),
+                fc7=nn.Linear(4096, 4096),
+                act7=act(),
+                drop7=nn.Dropout(p=dropout),
+                fc8=nn.Linear(4096, num_classes),
+            )
         )
         if paper_init:
             self._paper_init()
@@ -96,12 +113,11 @@ class AlexNet(nn.Module):
     def _paper_init(self) -> None:
         """Section 5: weights ~ N(0, 0.01); biases 1 in conv2, conv4, conv5 and the hidden
         FC layers (to give ReLUs positive inputs early on), 0 elsewhere."""
-        convs = [m for m in self.features if isinstance(m, nn.Conv2d)]
-        linears = [m for m in self.classifier if isinstance(m, nn.Linear)]
-        for layer in convs + linears:
+        f, c = self.features, self.classifier
+        for layer in [f.conv1, f.conv2, f.conv3, f.conv4, f.conv5, c.fc6, c.fc7, c.fc8]:
             nn.init.normal_(layer.weight, mean=0.0, std=0.01)
             nn.init.zeros_(layer.bias)
-        for layer in [convs[1], convs[3], convs[4], linears[0], linears[1]]:
+        for layer in [f.conv2, f.conv4, f.conv5, c.fc6, c.fc7]:
             nn.init.ones_(layer.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -111,5 +127,6 @@ class AlexNet(nn.Module):
 
 
 def alexnet(**kwargs) -> AlexNet:
-    """AlexNet (Krizhevsky et al. 2012). Keywords: ``groups``, ``lrn``, ``paper_init``."""
+    """AlexNet (Krizhevsky et al. 2012). Keywords: ``groups``, ``lrn``, ``activation``,
+    ``paper_init``."""
     return AlexNet(**kwargs)

@@ -1,0 +1,1107 @@
+"""Datasets for the course: find the files, put the images on the training device, serve batches.
+
+    train, test = load_data("mnist", batch_size=128, image_size=32)   # LeNet-5's 32x32 input
+    for x, y in train:          # x: float32 (N, C, H, W) normalised, y: int64, both on train.device
+        ...
+
+Why the small datasets live on the device
+-----------------------------------------
+MNIST (47 MB as uint8), Fashion-MNIST and CIFAR-10 (150 MB) fit easily in GPU memory. The
+usual ``DataLoader`` + ``ToTensor`` pipeline decodes, converts and normalises every image in
+Python worker processes, once per epoch, and then copies each batch to the GPU; for a model as
+small as LeNet-5 that pipeline, not the model, sets the speed. Here the whole set is copied to
+the device once as uint8 ``(N, C, H, W)``; each batch is a slice of that tensor, converted to
+float, normalised, padded or resized and augmented with a handful of tensor operations on the
+device (the approach of Keller Jordan's airbench). Nothing in the loop waits for the host.
+
+Folder datasets (``imagefolder:<path>``, e.g. Imagenette) are too big for that and use the
+classic ``torchvision.datasets.ImageFolder`` + ``DataLoader`` with worker processes and pinned
+memory; both loaders have the same interface (see :class:`DeviceLoader`).
+
+Where the files are looked for (first hit wins)
+-----------------------------------------------
+1. the ``root`` argument, 2. ``$COURSE_DATA``, 3. ``./data``, 4. Kaggle's ``/kaggle/input``
+(a few levels deep, old ``/kaggle/input/<dataset>`` and newer nested layouts), 5. torchvision's
+download into ``root`` (or ``./data``). Accepted layouts per dataset are listed in
+:data:`LAYOUTS`. When nothing is found and the download fails, :class:`DatasetNotFoundError`
+says where it looked and what to put where; with ``fallback="sample"`` (the default in smoke
+mode, ``COURSE_SMOKE=1``) the bundled real-MNIST sample is used instead and the run banner says
+so (``course_utils.env.add_note``).
+
+CIFAR-10 comes as torchvision's ``cifar-10-batches-py`` (or the unextracted official
+``cifar-10-python.tar.gz``), or as an image dump ``cifar10/{train,test}/<class>/*.jpg`` (also
+packed as ``cifar10*.tar.gz``). A dump is decoded once (~10-25 s for 60,000 JPEGs on two busy
+cores) and cached as uint8 tensors in ``decoded_uint8.pt`` inside the dump folder (or
+``<archive name>.decoded_uint8.pt`` beside an archive); where that folder is read-only (Kaggle's
+inputs) the cache goes to ``$COURSE_CACHE`` or ``~/.cache/course_utils``. Loading it again
+takes ~0.5 s. The cache is rebuilt when the class folders' file counts or times change.
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import hashlib
+import io
+import math
+import os
+import pickle
+import socket
+import tarfile
+import warnings
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from course_utils import env
+
+__all__ = [
+    "DATASETS",
+    "LAYOUTS",
+    "MIN_IMAGE_SIZE",
+    "DatasetNotFoundError",
+    "DatasetSpec",
+    "DeviceLoader",
+    "FolderLoader",
+    "data_roots",
+    "list_datasets",
+    "load_data",
+    "load_sample_arrays",
+]
+
+# Smaller images cannot be cropped, pooled and convolved meaningfully by any model in the course.
+MIN_IMAGE_SIZE = 8
+KAGGLE_INPUT = Path("/kaggle/input")
+# How deep to look below /kaggle/input: <dataset>/<folder>/... (old) and
+# datasets/<owner>/<dataset>/versions/<n>/... (newer nested mounts).
+KAGGLE_SEARCH_DEPTH = 5
+CACHE_ENV = "COURSE_CACHE"
+SAMPLE_FILE = "mnist_sample.npz"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What the loaders need to know about a dataset besides its pixels."""
+
+    name: str
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]      # per channel, pixel values scaled to [0, 1]
+    std: tuple[float, ...]
+    in_channels: int
+    image_size: int              # native height = width
+    # A mirrored shoe is still a shoe, a mirrored 3 is no digit: no flips for digits.
+    flip: bool
+    crop_padding: int            # random-crop padding (pixels at native size) when augmenting
+
+
+_DIGITS = tuple(str(d) for d in range(10))
+DATASETS: dict[str, DatasetSpec] = {
+    # Statistics of the training sets (the usual published values).
+    "mnist": DatasetSpec("mnist", _DIGITS, (0.1307,), (0.3081,), 1, 28, flip=False,
+                         crop_padding=2),
+    "fashion_mnist": DatasetSpec(
+        "fashion_mnist",
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+         "Bag", "Ankle boot"),
+        (0.2860,), (0.3530,), 1, 28, flip=True, crop_padding=2),
+    "cifar10": DatasetSpec(
+        "cifar10",
+        ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+         "truck"),
+        # per-pixel std over the training set (not the often copied 0.2023/0.1994/0.2010)
+        (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 3, 32, flip=True, crop_padding=4),
+    # The bundled sample is MNIST, so it is normalised with MNIST's statistics.
+    "sample": DatasetSpec("sample", _DIGITS, (0.1307,), (0.3081,), 1, 28, flip=False,
+                          crop_padding=2),
+}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# The four IDX files of MNIST and Fashion-MNIST (both use the same names).
+_IDX_STEMS = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+_MNIST_DIRS = ("MNIST/raw", "MNIST", "mnist/raw", "mnist", "raw", ".")
+_FASHION_DIRS = ("FashionMNIST/raw", "FashionMNIST", "fashion_mnist/raw", "fashion_mnist",
+                 "fashion-mnist/raw", "fashion-mnist", "fashionmnist", "raw", ".")
+_CIFAR_PICKLE_DIRS = ("cifar-10-batches-py", ".")
+_CIFAR_DUMP_DIRS = ("cifar10", "cifar-10", "CIFAR10", "CIFAR-10", "cifar10-jpg", ".")
+_CIFAR_ARCHIVE = "cifar-10-python.tar.gz"   # the official download (python pickles inside)
+_ARCHIVES = (".tar.gz", ".tgz", ".tar")
+
+# What to tell a user who has to put the files somewhere by hand.
+LAYOUTS = {
+    "mnist": "MNIST/raw/ with train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+             "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (or the same names + .gz; "
+             "mnist/ works too)",
+    "fashion_mnist": "FashionMNIST/raw/ with the four Fashion-MNIST files "
+                     "train-images-idx3-ubyte ... t10k-labels-idx1-ubyte (or .gz)",
+    "cifar10": "cifar-10-batches-py/ (torchvision's layout: data_batch_1..5, test_batch) or an "
+               "image dump cifar10/train/<class>/*.jpg + cifar10/test/<class>/*.jpg",
+    "imagefolder": "<path>/train/<class>/*.jpg and <path>/val/<class>/*.jpg (or test/)",
+}
+
+
+def list_datasets() -> list[str]:
+    """The names :func:`load_data` accepts (``imagefolder:<path>`` takes any folder)."""
+    return [*DATASETS, "imagefolder:<path>"]
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The dataset is in none of the searched places and could not be downloaded."""
+
+
+# --------------------------------------------------------------------------- where the files are
+
+
+def data_roots(root: str | os.PathLike | None = None) -> list[tuple[str, Path | None]]:
+    """Candidate folders in search order, each with a label saying where it came from.
+
+    A ``None`` path means the source is unset (e.g. ``$COURSE_DATA`` not set); it is kept so
+    that error messages can say so. Kaggle's input folder is expanded separately (it is
+    searched a few levels deep).
+    """
+    roots: list[tuple[str, Path | None]] = []
+    if root is not None:
+        roots.append(("root argument", Path(root).expanduser()))
+    course_data = os.environ.get(env.DATA_ENV)
+    roots.append((f"${env.DATA_ENV}", Path(course_data).expanduser() if course_data else None))
+    roots.append(("./data", Path("data").absolute()))
+    return roots
+
+
+def _kaggle_folders() -> list[Path]:
+    """Folders below /kaggle/input, breadth first, a few levels deep.
+
+    Image folders (thousands of files) are not descended into: datasets are recognised from
+    their parent folder.
+    """
+    if not KAGGLE_INPUT.is_dir():
+        return []
+    found, level = [], [KAGGLE_INPUT]
+    for _ in range(KAGGLE_SEARCH_DEPTH):
+        next_level = []
+        for folder in level:
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            if len(entries) > 1000:
+                continue
+            next_level += [Path(e.path) for e in entries if e.is_dir(follow_symlinks=True)]
+        found += next_level
+        level = next_level
+    return found
+
+
+def _idx_files(folder: Path) -> dict[str, Path] | None:
+    """The four IDX files in ``folder`` (raw or .gz, '-idx' or Kaggle's '.idx' spelling)."""
+    files = {}
+    for key, stem in _IDX_STEMS.items():
+        dotted = stem.replace("-idx", ".idx")
+        for name in (stem, stem + ".gz", dotted, dotted + ".gz"):
+            path = folder / name
+            if path.is_dir():  # some Kaggle uploads wrap every file in a folder of its name
+                path = path / name
+            if path.is_file():
+                files[key] = path
+                break
+        else:
+            return None
+    return files
+
+
+def _is_image_dump(folder: Path, classes: tuple[str, ...]) -> bool:
+    return all((folder / split / classes[0]).is_dir() for split in ("train", "test"))
+
+
+def _find_in(name: str, base: Path) -> tuple[str, Any] | None:
+    """The dataset ``name`` inside ``base`` in any accepted layout, as (kind, path), else None."""
+    if name in ("mnist", "fashion_mnist"):
+        fashion = name == "fashion_mnist"
+        for sub in (_FASHION_DIRS if fashion else _MNIST_DIRS):
+            folder = (base / sub).resolve() if sub == "." else base / sub
+            # MNIST and Fashion-MNIST use the same file names: a bare folder of IDX files
+            # counts as Fashion-MNIST only when its path says "fashion", and vice versa.
+            if sub in (".", "raw") and ("fashion" in str(folder).lower()) != fashion:
+                continue
+            files = _idx_files(folder)
+            if files:
+                return "idx", files
+        return None
+    if name == "cifar10":
+        for sub in _CIFAR_PICKLE_DIRS:
+            folder = base / sub
+            if (folder / "data_batch_1").is_file() and (folder / "test_batch").is_file():
+                return "pickles", folder
+        for sub in _CIFAR_DUMP_DIRS:
+            folder = base / sub
+            if _is_image_dump(folder, DATASETS["cifar10"].classes):
+                return "dump", folder
+        if (base / _CIFAR_ARCHIVE).is_file():   # the official download, not yet extracted
+            return "pickle_archive", base / _CIFAR_ARCHIVE
+        for path in sorted(base.iterdir()):       # e.g. ../shared/data/cifar10-jpg.tar.gz
+            lower = path.name.lower()
+            if (lower.startswith(("cifar10", "cifar-10")) and lower.endswith(_ARCHIVES)
+                    and path.is_file()):
+                return "dump_archive", path
+        return None
+    raise ValueError(name)
+
+
+def _locate(name: str, root) -> tuple[Any, list[str]]:
+    """Search every candidate place; return (what was found or None, places looked in)."""
+    looked = []
+    for label, base in data_roots(root):
+        if base is None:
+            looked.append(f"{label} (not set)")
+            continue
+        looked.append(f"{label}: {base}" + ("" if base.is_dir() else " (does not exist)"))
+        if base.is_dir():
+            hit = _find_in(name, base)
+            if hit is not None:
+                return hit, looked
+    kaggle = _kaggle_folders()
+    looked.append(f"{KAGGLE_INPUT} and {len(kaggle)} folders below it"
+                  if KAGGLE_INPUT.is_dir() else f"{KAGGLE_INPUT} (not present)")
+    for base in kaggle:
+        hit = _find_in(name, base)
+        if hit is not None:
+            return hit, looked
+    return None, looked
+
+
+def _download(name: str, root) -> str | None:
+    """Let torchvision download ``name`` into ``root`` (or ./data). Returns an error or None."""
+    import torchvision
+
+    target = Path(root).expanduser() if root is not None else Path("data").absolute()
+    cls = {"mnist": torchvision.datasets.MNIST,
+           "fashion_mnist": torchvision.datasets.FashionMNIST,
+           "cifar10": torchvision.datasets.CIFAR10}[name]
+    # torchvision's urllib calls have no timeout: without one an offline machine can hang.
+    old_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(30)
+    try:
+        for train in (True, False):
+            cls(str(target), train=train, download=True)
+    except Exception as error:  # network errors come in many types (URLError, HTTPError, ...)
+        return f"{type(error).__name__}: {error}"
+    finally:
+        socket.setdefaulttimeout(old_timeout)
+    return None
+
+
+def _not_found_message(name: str, looked: list[str], why_no_download: str) -> str:
+    places = "\n".join(f"  - {place}" for place in looked)
+    layout = LAYOUTS["imagefolder" if name.startswith("imagefolder") else name]
+    return (
+        f"Dataset '{name}' not found, and {why_no_download}.\n"
+        f"Looked in:\n{places}\n"
+        f"To provide it, put {layout}\n"
+        f"into a folder and pass load_data(..., root='<folder>') or set {env.DATA_ENV}=<folder> "
+        f"(./data is searched too; on Kaggle, add the dataset as an input). "
+        f"Or use load_data(..., fallback='sample') to train on the bundled 10,000-image MNIST "
+        f"sample instead."
+    )
+
+
+# --------------------------------------------------------------------------- reading the files
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """One IDX file (the format of MNIST and Fashion-MNIST), plain or gzip-compressed."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    if raw[:3] != b"\x00\x00\x08":  # two zero bytes, then 0x08 = unsigned byte data
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes")
+    ndim = raw[3]
+    shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _load_idx_set(files: dict[str, Path]) -> tuple[torch.Tensor, ...]:
+    arrays = [torch.from_numpy(_read_idx(files[k]).copy()) for k in _IDX_STEMS]
+    train_x, train_y, test_x, test_y = arrays
+    return train_x[:, None], train_y.long(), test_x[:, None], test_y.long()
+
+
+def _load_cifar_pickles(read) -> tuple[torch.Tensor, ...]:
+    """CIFAR-10's python pickles (torchvision's layout); ``read(name)`` returns a file's bytes.
+
+    Parsed here rather than by ``torchvision.datasets.CIFAR10`` so that the same code reads
+    the extracted folder and the official ``cifar-10-python.tar.gz`` without extracting it.
+    """
+    def batch(name):
+        entry = pickle.loads(read(name), encoding="latin1")
+        images = torch.from_numpy(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        return images, torch.tensor(entry["labels"], dtype=torch.long)
+
+    train = [batch(f"data_batch_{i}") for i in range(1, 6)]
+    test_x, test_y = batch("test_batch")
+    return (torch.cat([x for x, _ in train]), torch.cat([y for _, y in train]), test_x, test_y)
+
+
+def _read_tar_members(path: Path, wanted) -> dict[str, bytes]:
+    """{member name: bytes} for the files of a (compressed) tar archive that ``wanted(name)``
+    accepts, read in one pass without extracting anything to disk."""
+    out = {}
+    with tarfile.open(path, "r:*") as archive:
+        for member in archive:
+            if member.isfile() and wanted(member.name):
+                out[member.name] = archive.extractfile(member).read()
+    return out
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "course_utils")).expanduser()
+
+
+def _cache_paths(source: Path) -> list[Path]:
+    """Where the decoded uint8 copy of an image dump may live: beside it (preferred), or in the
+    user's cache folder (``$COURSE_CACHE``, else ~/.cache/course_utils) when the dataset's
+    folder is read-only, as Kaggle's inputs are."""
+    resolved = source.resolve()
+    tag = hashlib.sha1(str(resolved).encode()).hexdigest()[:10]
+    stem = resolved.name.split(".")[0]
+    beside = (resolved / "decoded_uint8.pt" if resolved.is_dir()
+              else resolved.with_name(f"{stem}.decoded_uint8.pt"))
+    return [beside, _cache_dir() / f"{stem}-{tag}.decoded_uint8.pt"]
+
+
+def _read_only(folder: Path) -> bool:
+    """True for a folder nobody may write to. Checks the permission bits, not just
+    ``os.access``: running as root (Docker, some CI) ignores them, and a dataset folder marked
+    read-only must stay untouched all the same."""
+    while not folder.exists():
+        folder = folder.parent
+    return not os.access(folder, os.W_OK) or not folder.stat().st_mode & 0o222
+
+
+def _dump_signature(source: Path) -> list:
+    """Cheap fingerprint of an image dump, to notice when the cache is stale: per class folder
+    its name, number of files and mtime; for an archive its size and mtime."""
+    if source.is_file():
+        stat = source.stat()
+        return [source.name, stat.st_size, stat.st_mtime_ns]
+    sig = []
+    for split in ("train", "test"):
+        for entry in sorted(os.scandir(source / split), key=lambda e: e.name):
+            if entry.is_dir():
+                sig.append([split, entry.name, len(os.listdir(entry.path)),
+                            entry.stat().st_mtime_ns])
+    return sig
+
+
+def _decode_images(blobs: list[bytes], names: list[str], where: str) -> torch.Tensor:
+    """Encoded images (JPEG, PNG, ...) -> one uint8 (N, 3, H, W) tensor.
+
+    torchvision's batched JPEG decoder is ~3x faster than PIL for CIFAR's tiny images;
+    torchvision 0.29 deprecates its decoders in favour of TorchCodec, so PIL takes over
+    where they are gone. Either way this runs once per dataset (the result is cached).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+    except ImportError:
+        decode_jpeg = None
+
+    images = []
+    chunk = 4096
+    for start in range(0, len(blobs), chunk):
+        part, part_names = blobs[start:start + chunk], names[start:start + chunk]
+        if decode_jpeg is None:
+            from PIL import Image
+
+            images += [torch.from_numpy(np.asarray(Image.open(io.BytesIO(b)).convert("RGB"))
+                                        .copy()).permute(2, 0, 1) for b in part]
+            continue
+        data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in part]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            if all(n.lower().endswith((".jpg", ".jpeg")) for n in part_names):
+                images += decode_jpeg(data, mode=ImageReadMode.RGB)
+            else:
+                images += [decode_image(d, mode=ImageReadMode.RGB) for d in data]
+    sizes = {tuple(im.shape) for im in images}
+    if len(sizes) != 1:
+        raise ValueError(f"the images in {where} have different sizes ({sorted(sizes)[:3]}...): "
+                         f"use load_data('imagefolder:<folder>') for such data")
+    return torch.stack(images)
+
+
+def _round_robin(labels: torch.Tensor) -> torch.Tensor:
+    """An order that takes one image of each class in turn (stable within a class).
+
+    Image dumps are sorted by class; stored like that, ``images(10)`` would show ten
+    airplanes. Interleaving restores a mixed order like the original files have.
+    """
+    rank = torch.empty_like(labels)
+    for cls in labels.unique():
+        members = (labels == cls).nonzero().squeeze(1)
+        rank[members] = torch.arange(len(members))
+    return torch.argsort(rank * (int(labels.max()) + 1) + labels, stable=True)
+
+
+def _decode_dump(source: Path, classes: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """Read ``[prefix/]{train,test}/<class>/<image>`` from a folder or a tar archive."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    class_index = {c: i for i, c in enumerate(classes)}
+    found: dict[str, list] = {"train": [], "test": []}   # (label, file name, bytes)
+    if source.is_dir():
+        for split in found:
+            for cls in classes:
+                folder = source / split / cls
+                for name in sorted(os.listdir(folder)) if folder.is_dir() else []:
+                    if name.lower().endswith(IMG_EXTENSIONS):
+                        found[split].append((class_index[cls], name,
+                                             (folder / name).read_bytes()))
+    else:
+        def wanted(member: str) -> bool:
+            parts = member.split("/")
+            return (len(parts) >= 3 and parts[-3] in found and parts[-2] in class_index
+                    and parts[-1].lower().endswith(IMG_EXTENSIONS))
+
+        for member, data in _read_tar_members(source, wanted).items():
+            split, cls, name = member.split("/")[-3:]
+            found[split].append((class_index[cls], name, data))
+    out = {}
+    for split, items in found.items():
+        if not items:
+            raise DatasetNotFoundError(f"no {split}/<class>/ images in {source} "
+                                       f"(classes: {', '.join(classes)})")
+        items.sort(key=lambda item: (item[0], item[1]))      # ImageFolder's order
+        labels = torch.tensor([label for label, _, _ in items], dtype=torch.long)
+        images = _decode_images([b for _, _, b in items], [n for _, n, _ in items],
+                                f"{source}/{split}")
+        order = _round_robin(labels)
+        out[f"{split}_images"], out[f"{split}_labels"] = images[order], labels[order]
+    return out
+
+
+def _load_image_dump(source: Path, classes: tuple[str, ...]) -> tuple[torch.Tensor, ...]:
+    """An image dump (folder or archive) as uint8 tensors: decoded once, then read back from a
+    cache file (0.5 s instead of ~10 s for CIFAR-10's 60,000 JPEGs on a 2-core CPU)."""
+    keys = ("train_images", "train_labels", "test_images", "test_labels")
+    signature = _dump_signature(source)
+    for cache in _cache_paths(source):
+        if cache.is_file():
+            try:
+                saved = torch.load(cache, weights_only=True)
+                if saved["signature"] == signature and tuple(saved["classes"]) == classes:
+                    return tuple(saved[k] for k in keys)
+            except Exception:  # a truncated or foreign file: decode again and overwrite it
+                pass
+    arrays = _decode_dump(source, classes)
+    payload = {**arrays, "classes": list(classes), "signature": signature}
+    for cache in _cache_paths(source):
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+        if _read_only(cache.parent):
+            continue
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(payload, tmp)
+            os.replace(tmp, cache)  # atomic: a parallel reader never sees half a file
+            break
+        except OSError:  # read-only (Kaggle input): try the next place
+            if tmp.is_file():
+                tmp.unlink()
+    return tuple(arrays[k] for k in keys)
+
+
+def load_sample_arrays() -> dict[str, np.ndarray]:
+    """The bundled MNIST sample as numpy arrays (see sample_data/README.md for provenance)."""
+    with resources.files("course_utils").joinpath("sample_data", SAMPLE_FILE).open("rb") as f:
+        with np.load(f) as npz:
+            return {key: npz[key] for key in npz.files}
+
+
+def _load_arrays(name: str, found) -> tuple[torch.Tensor, ...]:
+    """(train_images uint8 (N, C, H, W), train_labels int64, test_images, test_labels)."""
+    if name == "sample":
+        a = load_sample_arrays()
+        return (torch.from_numpy(a["train_images"])[:, None],
+                torch.from_numpy(a["train_labels"]).long(),
+                torch.from_numpy(a["test_images"])[:, None],
+                torch.from_numpy(a["test_labels"]).long())
+    kind, path = found
+    if kind == "idx":
+        return _load_idx_set(path)
+    if kind == "pickles":
+        return _load_cifar_pickles(lambda member: (path / member).read_bytes())
+    if kind == "pickle_archive":
+        members = _read_tar_members(path, lambda m: "_batch" in m)
+        return _load_cifar_pickles(lambda member: members[f"cifar-10-batches-py/{member}"])
+    return _load_image_dump(path, DATASETS[name].classes)  # "dump" or "dump_archive"
+
+
+# --------------------------------------------------------------------------- batches on the device
+
+
+def _epoch_generator(seed: int, epoch: int, extra: int = 0) -> torch.Generator:
+    """A CPU generator whose stream depends only on (seed, epoch): resumed runs repeat it."""
+    state = np.random.SeedSequence([seed, epoch, extra]).generate_state(2, dtype=np.uint32)
+    generator = torch.Generator()
+    generator.manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)
+    return generator
+
+
+def _stratified_subset(labels: torch.Tensor, size: int, seed: int) -> torch.Tensor:
+    """``size`` indices: a seeded random pick with the classes as balanced as possible
+    (shuffle, then deal round-robin over the classes)."""
+    labels = labels.cpu()
+    shuffled = torch.randperm(len(labels), generator=_epoch_generator(seed, 0, extra=1))
+    chosen = shuffled[_round_robin(labels[shuffled])[:size]]
+    return chosen.sort().values
+
+
+def _random_crop(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, pad: int) -> torch.Tensor:
+    """Per-image random crop of a zero-padded batch: the classic RandomCrop(size, padding)."""
+    n, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    rows = dy[:, None] + torch.arange(h, device=x.device)         # (N, H) source rows
+    cols = dx[:, None] + torch.arange(w, device=x.device)         # (N, W) source columns
+    # Two gathers (rows, then columns) instead of one 4-D fancy index: ~1.5x faster on CPU.
+    padded = padded.gather(2, rows[:, None, :, None].expand(n, c, h, w + 2 * pad))
+    return padded.gather(3, cols[:, None, None, :].expand(n, c, h, w))
+
+
+class _LoaderBase:
+    """Attributes and helpers shared by both loaders (the Data contract in CONVENTIONS.md)."""
+
+    name: str
+    split: str
+    classes: list[str]
+    num_classes: int
+    num_samples: int
+    batch_size: int
+    image_size: int
+    in_channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    device: torch.device
+    augment: str | bool
+    fallback: str | None
+    seed: int
+    epoch: int
+    shuffle: bool
+    drop_last: bool
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        if self.drop_last:
+            return self.num_samples // self.batch_size
+        return math.ceil(self.num_samples / self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """The next iteration is epoch ``epoch``: its order and augmentation depend only on
+        (seed, epoch). Without calls, each iteration moves on to the next epoch by itself."""
+        self.epoch = int(epoch)
+
+    def _stats(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """mean and std as (1, C, 1, 1) tensors on ``device``, made once per device: creating
+        them for every batch would be a host-to-device copy per step."""
+        device = torch.device(device)
+        cache = self.__dict__.setdefault("_stats_cache", {})
+        if device not in cache:
+            cache[device] = (torch.tensor(self.mean, device=device).view(1, -1, 1, 1),
+                             torch.tensor(self.std, device=device).view(1, -1, 1, 1))
+        return cache[device]
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Undo the normalisation: images in [0, 1] for plotting."""
+        mean, std = self._stats(x.device)
+        return (x * std + mean).clamp(0, 1)
+
+    def __repr__(self) -> str:
+        extra = f", fallback={self.fallback!r}" if self.fallback else ""
+        return (f"{type(self).__name__}({self.name!r}, split={self.split!r}, "
+                f"num_samples={self.num_samples}, batch_size={self.batch_size}, "
+                f"batches={len(self)}, image=({self.in_channels}, {self.image_size}, "
+                f"{self.image_size}), augment={self.augment!r}, device={str(self.device)!r}"
+                f"{extra})")
+
+
+class DeviceLoader(_LoaderBase):
+    """Batches cut from a uint8 image tensor that lives on the training device.
+
+    ``for x, y in loader`` yields ``x`` float32 ``(B, in_channels, image_size, image_size)``
+    normalised with the dataset's mean/std and ``y`` int64, both on ``loader.device``. The
+    per-batch work, all tensor operations on the device:
+
+    1. slice the uint8 images (through a seeded permutation when shuffling),
+    2. augment, still in uint8: random crop of the image padded with black (4 px for CIFAR,
+       2 px for the 28x28 sets), horizontal flip (not for digits),
+    3. small enlargements (e.g. MNIST 28 -> LeNet-5's 32) are a black frame, as in LeNet's
+       paper,
+    4. convert to float and normalise: ``(x / 255 - mean) / std``,
+    5. any other size change is bilinear resizing (antialiased when shrinking),
+    6. repeat a grey channel three times when ``in_channels=3``.
+
+    The randomness of an epoch (order, crops, flips) is drawn once on the CPU from a
+    generator seeded with (seed, epoch) and copied to the device once, so batches are the
+    same on every device and nothing waits for the host during the epoch. The last partial
+    batch is yielded unless ``drop_last=True``.
+
+    Attributes beyond the contract: ``data`` (uint8 images), ``targets`` (int64 labels), both
+    on the device in stored order; ``spec``, ``split``, ``seed``, ``epoch``, ``shuffle``,
+    ``drop_last``.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, spec: DatasetSpec,
+                 split: str, batch_size: int, image_size: int, in_channels: int,
+                 augment: str | bool, shuffle: bool, drop_last: bool, seed: int,
+                 device: torch.device, fallback: str | None = None) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.split = split
+        self.classes = list(spec.classes)
+        self.num_classes = len(spec.classes)
+        self.data = images.to(device)          # uint8 (N, C, H, W): the stored pixels
+        self.targets = labels.to(device)       # int64 (N,)
+        self.num_samples = len(labels)
+        self.batch_size = batch_size
+        self.image_size = image_size
+        self.in_channels = in_channels
+        repeat = in_channels // spec.in_channels
+        self.mean = spec.mean * repeat
+        self.std = spec.std * repeat
+        self.augment = augment
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.seed = seed
+        self.epoch = 0
+        self.device = torch.device(device)
+        self.fallback = fallback
+
+    def to(self, device) -> DeviceLoader:
+        """The same data on another device (same seed, epoch and settings)."""
+        other = copy.copy(self)
+        other._stats_cache = {}
+        other.device = torch.device(device)
+        other.data = self.data.to(device)
+        other.targets = self.targets.to(device)
+        return other
+
+    # -- per epoch: all randomness drawn at once on the CPU, moved to the device once
+    def _plan(self, epoch: int):
+        generator = _epoch_generator(self.seed, epoch)
+        n = self.num_samples
+        order = torch.randperm(n, generator=generator).to(self.device) if self.shuffle else None
+        crop = flip = None
+        if self.augment and "crop" in self.augment:
+            pad = self.spec.crop_padding
+            crop = torch.randint(0, 2 * pad + 1, (2, n), generator=generator).to(self.device)
+        if self.augment and "flip" in self.augment:
+            flip = (torch.rand(n, generator=generator) < 0.5).to(self.device)
+        return order, crop, flip
+
+    def __iter__(self):
+        epoch = self.epoch
+        self.epoch += 1
+        order, crop, flip = self._plan(epoch)
+        n, bs = self.num_samples, self.batch_size
+        stop = n - n % bs if self.drop_last else n
+        for start in range(0, stop, bs):
+            end = min(start + bs, n)
+            index = order[start:end] if order is not None else slice(start, end)
+            x = self._transform(
+                self.data[index],
+                None if crop is None else crop[:, start:end],
+                None if flip is None else flip[start:end],
+            )
+            yield x, self.targets[index]
+
+    def _transform(self, x: torch.Tensor, crop=None, flip=None) -> torch.Tensor:
+        # Geometry first, on the uint8 pixels (a quarter of the bytes of float32); zero is
+        # black, the background of the digits and the classic fill of RandomCrop(padding=4).
+        if crop is not None:
+            x = _random_crop(x, crop[0], crop[1], self.spec.crop_padding)
+        if flip is not None:
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        native, size = x.shape[-1], self.image_size
+        grow = size - native
+        if 0 < grow <= 8 and grow % 2 == 0:
+            # A small enlargement is a frame of black pixels, as LeNet-5 saw MNIST: 28 -> 32.
+            x = F.pad(x, (grow // 2,) * 4)
+        # (x / 255 - mean) / std as one multiply and one subtract per pixel
+        scale, shift = self._affine(x.device, x.shape[1])
+        x = x.float().mul_(scale).sub_(shift)
+        if x.shape[-1] != size:
+            # Resizing after normalising is the same (interpolation is linear) and cheaper
+            # when enlarging. Antialiasing when shrinking, or thin strokes alias away.
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                              antialias=size < native)
+        if self.in_channels != x.shape[1]:
+            x = x.expand(-1, self.in_channels, -1, -1).contiguous()  # grey -> 3 equal channels
+        return x
+
+    def _affine(self, device, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scale, shift) with x_uint8 * scale - shift = (x / 255 - mean) / std, cached."""
+        cache = self.__dict__.setdefault("_stats_cache", {})
+        key = (torch.device(device), channels)
+        if key not in cache:
+            mean, std = self._stats(device)
+            mean, std = mean[:, :channels], std[:, :channels]
+            cache[key] = (1 / (255 * std), mean / std)
+        return cache[key]
+
+    def images(self, n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``n`` images of the set (stored order), transformed without augmentation."""
+        return self._transform(self.data[:n]), self.targets[:n]
+
+
+# --------------------------------------------------------------------------- folder datasets
+
+
+class _SeededTransform(torch.utils.data.Dataset):
+    """Applies a random transform with seeds made from (seed, epoch, sample index).
+
+    The DataLoader fetches whole batches through ``__getitems__``: one seed per batch (seeding
+    costs ~0.5 ms, as much as decoding a CIFAR-sized image). The batches of an epoch are fixed
+    by (seed, epoch), so the augmentation is reproducible whatever the number of workers, and
+    ``fork_rng`` leaves the main process's random state alone (num_workers=0).
+    """
+
+    def __init__(self, dataset, transform, seed: int) -> None:
+        self.dataset, self.transform, self.seed, self.epoch = dataset, transform, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitems__(self, indices: list[int]) -> list:
+        with torch.random.fork_rng(devices=[]):
+            state = np.random.SeedSequence([self.seed, self.epoch, indices[0]]).generate_state(1)
+            torch.manual_seed(int(state[0]))
+            return [(self.transform(image), label)
+                    for image, label in (self.dataset[i] for i in indices)]
+
+    def __getitem__(self, index: int):
+        return self.__getitems__([index])[0]
+
+
+class FolderLoader(_LoaderBase):
+    """``torchvision.datasets.ImageFolder`` + ``DataLoader`` with the interface of
+    :class:`DeviceLoader`.
+
+    Workers decode and resize with PIL and hand over uint8 tensors (4x less to copy than
+    float); pinned batches are copied with ``non_blocking=True`` and converted/normalised on
+    the device. Shuffling and augmentation depend only on (seed, epoch).
+    """
+
+    def __init__(self, folder: Path, *, split: str, name: str, batch_size: int,
+                 image_size: int | None, in_channels: int | None, augment: bool,
+                 shuffle: bool, drop_last: bool, seed: int, device: torch.device,
+                 num_workers: int) -> None:
+        from torchvision import datasets, transforms
+
+        self.folder = folder
+        self.dataset = datasets.ImageFolder(str(folder))
+        if len(self.dataset) == 0:
+            raise DatasetNotFoundError(f"no images in {folder}")
+        first_w, first_h = self.dataset[0][0].size
+        native = min(first_w, first_h)
+        # ImageNet-sized photos default to 224; small images (a CIFAR dump) keep their size.
+        self.image_size = image_size or min(native, 224)
+        self.in_channels = in_channels or 3
+        if self.in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 or 3 for image folders, got {in_channels}")
+        grey = [transforms.Grayscale(1)] if self.in_channels == 1 else []
+        size = self.image_size
+        # Standard evaluation view: resize to size/0.875 (256 for 224), centre crop. Images
+        # that are not larger than the target are only resized.
+        resize = round(size / 0.875) if native > size else size
+        self.eval_transform = transforms.Compose(
+            [transforms.Resize(resize), transforms.CenterCrop(size), *grey,
+             transforms.PILToTensor()])
+        if augment:
+            # scale >= 0.35 rather than ImageNet's 0.08: short runs on small sets (Imagenette)
+            # learn faster from crops that still show most of the object.
+            self.train_transform = transforms.Compose(
+                [transforms.RandomResizedCrop(size, scale=(0.35, 1.0)),
+                 transforms.RandomHorizontalFlip(), *grey, transforms.PILToTensor()])
+        else:
+            self.train_transform = self.eval_transform
+        self.spec = None
+        self.name = name
+        self.split = split
+        self.classes = list(self.dataset.classes)
+        self.num_classes = len(self.classes)
+        self.num_samples = len(self.dataset)
+        self.targets = torch.tensor(self.dataset.targets, dtype=torch.long, device=device)
+        self.batch_size = batch_size
+        # ImageNet's statistics; for grey images the mean of its three channels
+        self.mean = IMAGENET_MEAN if self.in_channels == 3 else (0.449,)
+        self.std = IMAGENET_STD if self.in_channels == 3 else (0.226,)
+        self.augment = "crop+flip" if augment else False
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.seed = seed
+        self.epoch = 0
+        self.device = torch.device(device)
+        self.fallback = None
+        self.num_workers = num_workers
+        self._seeded = _SeededTransform(self.dataset, self.train_transform, seed)
+
+    def to(self, device) -> FolderLoader:
+        other = copy.copy(self)
+        other._stats_cache = {}
+        other.device = torch.device(device)
+        other.targets = self.targets.to(device)
+        other._seeded = copy.copy(self._seeded)
+        return other
+
+    def __iter__(self):
+        epoch = self.epoch
+        self.epoch += 1
+        self._seeded.epoch = epoch  # copied into the workers when the iterator starts
+        order = (torch.randperm(self.num_samples, generator=_epoch_generator(self.seed, epoch))
+                 if self.shuffle else torch.arange(self.num_samples))
+        loader = torch.utils.data.DataLoader(
+            self._seeded, batch_size=self.batch_size, sampler=order.tolist(),
+            num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
+            drop_last=self.drop_last)
+        mean, std = self._stats(self.device)
+        for x, y in loader:
+            x = x.to(self.device, non_blocking=True).float().div_(255)
+            yield (x - mean) / std, y.to(self.device, non_blocking=True)
+
+    def images(self, n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+        n = min(n, self.num_samples)
+        pairs = [self.dataset[i] for i in range(n)]
+        x = torch.stack([self.eval_transform(img) for img, _ in pairs]).to(self.device)
+        mean, std = self._stats(self.device)
+        y = torch.tensor([label for _, label in pairs], device=self.device)
+        return (x.float() / 255 - mean) / std, y
+
+
+def _find_image_folder(path: str, root) -> tuple[Path | None, list[str]]:
+    """``path`` as given, or relative to each data root; it must hold train/ and val|test/."""
+    given = Path(path).expanduser()
+    candidates = [("as given", given)]
+    if not given.is_absolute():
+        candidates += [(label, base / given) for label, base in data_roots(root) if base]
+        candidates += [("kaggle", base / given) for base in [KAGGLE_INPUT, *_kaggle_folders()]
+                       if KAGGLE_INPUT.is_dir()]
+    looked = []
+    for label, folder in candidates:
+        looked.append(f"{folder} ({label})")
+        if (folder / "train").is_dir() and any((folder / s).is_dir() for s in ("val", "test")):
+            return folder, looked
+    return None, looked
+
+
+# --------------------------------------------------------------------------- the entry point
+
+
+def _check_int(value, what: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _subset_size(subset, available: int, what: str) -> int | None:
+    if subset is None:
+        return None
+    if isinstance(subset, float):
+        if not 0 < subset <= 1:
+            raise ValueError(f"{what} must be a number of images or a fraction in (0, 1], "
+                             f"got {subset!r}")
+        return max(1, round(subset * available))
+    size = _check_int(subset, what, 1)
+    if size > available:
+        raise ValueError(f"{what}={size} is larger than the {available} images available")
+    return size
+
+
+def _resolve_augment(augment, spec: DatasetSpec) -> str | bool:
+    if augment is False or augment is None:
+        return False
+    if augment is True:
+        return "crop+flip" if spec.flip else "crop"
+    if augment in ("crop", "flip", "crop+flip"):
+        return augment
+    raise ValueError(f"augment must be True, False, 'crop', 'flip' or 'crop+flip', "
+                     f"got {augment!r}")
+
+
+def load_data(name: str, root: str | os.PathLike | None = None, batch_size: int = 128,
+              image_size: int | None = None, subset: int | float | None = None,
+              augment: bool | str = False, device: str | torch.device | None = None,
+              seed: int = 0, fallback: str | None = None, in_channels: int | None = None,
+              drop_last: bool = False, download: bool | None = None, num_workers: int = 2,
+              test_subset: int | float | None = None, test_batch_size: int | None = None,
+              ) -> tuple[DeviceLoader | FolderLoader, DeviceLoader | FolderLoader]:
+    """Load a dataset as ``(train, test)`` loaders (see :class:`DeviceLoader`).
+
+    name: ``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``, ``"sample"`` (the bundled 10,000
+        real MNIST digits) or ``"imagefolder:<path>"`` (``<path>/train`` and ``<path>/val`` or
+        ``<path>/test``, e.g. Imagenette; a relative path is also looked for in the data roots).
+    root: folder to search first (see the module docstring for the full search order).
+    image_size: output height = width. None keeps the native size (28 MNIST, 32 CIFAR-10;
+        for folders the image size, at most 224). MNIST to 32 is zero padding (LeNet-5).
+    subset: use only this many training images (int) or this fraction (float in (0, 1]):
+        a seeded, class-balanced pick. ``test_subset`` does the same for the test set.
+    augment: True = random crop (+ horizontal flip where it keeps the label: not for digits);
+        or explicitly ``"crop"``, ``"flip"``, ``"crop+flip"``. Only the training set is
+        augmented.
+    device: where the data lives and batches are produced; default ``env.get_device()``.
+    seed: shuffling and augmentation of epoch e depend only on (seed, e).
+    fallback: ``"sample"`` = use the bundled MNIST sample if the dataset cannot be found or
+        downloaded (announced with ``env.add_note`` and recorded in ``.fallback``). None means
+        ``"sample"`` in smoke mode (``COURSE_SMOKE=1``) and no fallback otherwise.
+    in_channels: 3 repeats grey images three times (colour models on MNIST). Default: the
+        dataset's own; when falling back from a colour dataset, 3.
+    download: try torchvision's download when nothing is found. None means yes, except in
+        smoke mode (CI is offline; it would only waste time).
+    test_batch_size: batch size of the test loader (default: ``batch_size``).
+    """
+    # -- arguments first: a typo should fail before anything is read or downloaded
+    if not isinstance(name, str):
+        raise ValueError(f"dataset name must be a string, got {name!r}")
+    key = name.strip().lower().replace("-", "_")
+    is_folder = key.startswith("imagefolder:")
+    if not is_folder and key not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid names: "
+                         f"{', '.join(list_datasets())}")
+    batch_size = _check_int(batch_size, "batch_size", 1)
+    if test_batch_size is not None:
+        test_batch_size = _check_int(test_batch_size, "test_batch_size", 1)
+    test_batch_size = test_batch_size or batch_size
+    num_workers = _check_int(num_workers, "num_workers", 0)
+    _resolve_augment(augment, DATASETS["cifar10"])  # only checks the value here
+    _subset_size(subset, 2**62, "subset")           # the type; the size is checked later
+    _subset_size(test_subset, 2**62, "test_subset")
+    if image_size is not None:
+        image_size = _check_int(image_size, "image_size", 1)
+        if image_size < MIN_IMAGE_SIZE:
+            raise ValueError(f"image_size={image_size} is too small: at least "
+                             f"{MIN_IMAGE_SIZE} pixels (LeNet-5 wants 32, AlexNet 227, "
+                             f"the others 224)")
+    if in_channels not in (None, 1, 3):
+        raise ValueError(f"in_channels must be None, 1 or 3, got {in_channels!r}")
+    seed = _check_int(seed, "seed", 0)
+    if fallback is None and env.is_smoke():
+        fallback = "sample"
+    if fallback not in (None, False, "sample"):
+        raise ValueError(f"fallback must be None or 'sample', got {fallback!r}")
+    no_download = "downloading is off (download=False)"
+    if download is None:
+        download = not env.is_smoke()
+        no_download = f"smoke mode does not download ({env.SMOKE_ENV}=1)"
+    device = env.get_device() if device is None else torch.device(device)
+
+    # -- find the files (or fall back to the sample)
+    reason = None
+    if is_folder:
+        spec = None
+        folder, looked = _find_image_folder(name.split(":", 1)[1], root)
+        if folder is None:
+            message = _not_found_message(name, looked, "image folders are never downloaded")
+            if fallback != "sample":
+                raise DatasetNotFoundError(message)
+            reason = f"{name} not found (no train/ and val/ or test/ subfolders)"
+        else:
+            return _load_folder(name, folder, batch_size=batch_size,
+                                test_batch_size=test_batch_size, image_size=image_size,
+                                subset=subset, test_subset=test_subset, augment=bool(augment),
+                                device=device, seed=seed, in_channels=in_channels,
+                                drop_last=drop_last, num_workers=num_workers)
+    else:
+        spec = DATASETS[key]
+        found = None
+        if key != "sample":
+            found, looked = _locate(key, root)
+            if found is None:
+                why = no_download
+                if download:
+                    error = _download(key, root)
+                    if error is None:
+                        found, looked = _locate(key, root)
+                    why = (f"the download failed ({error})" if error else
+                           "the download did not leave the files where expected")
+                if found is None:
+                    if fallback != "sample":
+                        raise DatasetNotFoundError(_not_found_message(key, looked, why))
+                    reason = f"{key} not found and {why}"
+
+    requested = spec
+    if reason is not None:
+        env.add_note(f"DATA FALLBACK: {reason}. Using the bundled MNIST sample (8,000 train / "
+                     f"2,000 test real digits) instead; accuracies are not comparable with "
+                     f"{name}.")
+        spec, key, found = DATASETS["sample"], "sample", None
+
+    train_x, train_y, test_x, test_y = _load_arrays(key, found)
+    native_channels = spec.in_channels
+    # A model built for the requested (colour) dataset expects its channels and size.
+    default_channels = requested.in_channels if requested else 3
+    default_size = requested.image_size if requested else 32
+    if reason is not None:
+        in_channels = in_channels or default_channels
+        image_size = image_size or default_size
+    in_channels = in_channels or native_channels
+    if in_channels < native_channels:
+        raise ValueError(f"{key} has {native_channels} channels; in_channels={in_channels} would "
+                         f"throw colour away: build the model with in_channels={native_channels}")
+    image_size = image_size or spec.image_size
+
+    if reason is not None:  # the sample may be smaller than the subset asked for
+        subset = subset if isinstance(subset, float | None) else min(subset, len(train_y))
+        test_subset = (test_subset if isinstance(test_subset, float | None)
+                       else min(test_subset, len(test_y)))
+    size = _subset_size(subset, len(train_y), "subset")
+    if size is not None:
+        keep = _stratified_subset(train_y, size, seed)
+        train_x, train_y = train_x[keep], train_y[keep]
+    size = _subset_size(test_subset, len(test_y), "test_subset")
+    if size is not None:
+        keep = _stratified_subset(test_y, size, seed)
+        test_x, test_y = test_x[keep], test_y[keep]
+
+    if drop_last and len(train_y) < batch_size:
+        raise ValueError(f"drop_last=True with batch_size={batch_size} and only {len(train_y)} "
+                         f"training images leaves no batch at all")
+    common = dict(spec=spec, image_size=image_size, in_channels=in_channels, seed=seed,
+                  device=device, fallback=reason)
+    train = DeviceLoader(train_x, train_y, split="train", batch_size=batch_size,
+                         augment=_resolve_augment(augment, spec), shuffle=True,
+                         drop_last=drop_last, **common)
+    test = DeviceLoader(test_x, test_y, split="test", batch_size=test_batch_size,
+                        augment=False, shuffle=False, drop_last=False, **common)
+    return train, test
+
+
+def _load_folder(name: str, folder: Path, *, batch_size, test_batch_size, image_size, subset,
+                 test_subset, augment, device, seed, in_channels, drop_last, num_workers):
+    test_dir = folder / "val" if (folder / "val").is_dir() else folder / "test"
+    common = dict(name=name, image_size=image_size, in_channels=in_channels, seed=seed,
+                  device=device, num_workers=num_workers)
+    train = FolderLoader(folder / "train", split="train", batch_size=batch_size,
+                         augment=augment, shuffle=True, drop_last=drop_last, **common)
+    common["image_size"] = train.image_size  # both splits at the size the first image chose
+    test = FolderLoader(test_dir, split="test", batch_size=test_batch_size, augment=False,
+                        shuffle=False, drop_last=False, **common)
+    if train.classes != test.classes:
+        raise ValueError(f"{folder}: train/ and {test_dir.name}/ have different classes")
+    for loader, wanted, what in ((train, subset, "subset"), (test, test_subset, "test_subset")):
+        size = _subset_size(wanted, loader.num_samples, what)
+        if size is not None:
+            keep = _stratified_subset(loader.targets, size, seed)
+            loader.dataset = torch.utils.data.Subset(loader.dataset, keep.tolist())
+            loader._seeded.dataset = loader.dataset
+            loader.targets = loader.targets[keep]
+            loader.num_samples = size
+    return train, test

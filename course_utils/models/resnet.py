@@ -1,0 +1,205 @@
+"""ResNet (He, Zhang, Ren, Sun 2016, "Deep residual learning for image recognition",
+Table 1 architectures, Figure 5 blocks).
+
+    conv1    7x7, 64, stride 2                     112x112
+             3x3 max pool, stride 2                56x56
+    conv2_x  blocks x [3, 4, 6, 3, ...] (layer1)   56x56
+    conv3_x  (layer2, first block stride 2)        28x28
+    conv4_x  (layer3, first block stride 2)        14x14
+    conv5_x  (layer4, first block stride 2)        7x7
+             global average pool, FC num_classes   1x1
+
+Blocks per stage (Table 1): ResNet-18 [2, 2, 2, 2] and -34 [3, 4, 6, 3] use
+:class:`BasicBlock` (3x3, 3x3); ResNet-50 [3, 4, 6, 3], -101 [3, 4, 23, 3] and -152
+[3, 8, 36, 3] use :class:`Bottleneck` (1x1 reduce, 3x3, 1x1 expand x4). Batch norm after
+every convolution, ReLU after the addition. The shortcut is the identity, or a 1x1
+convolution + BN (the paper's projection shortcut, option B) where the shape changes.
+
+Where the stride sits in a bottleneck: the paper strides the first 1x1 convolution
+(default here, 3.8 GMACs for ResNet-50, Table 1). torchvision strides the 3x3 instead
+(``stride_in_3x3=True``, "ResNet v1.5": 4.09 GMACs, slightly more accurate).
+
+Module names equal torchvision's (``layer1``..``layer4``, ``conv1``/``bn1``..., and
+``downsample`` for the projection shortcut), so torchvision's state dicts load directly.
+Parameters at 1000 classes: 11,689,512 / 21,797,672 / 25,557,032 / 44,549,160 /
+60,192,808 (the stride position does not change them).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._input_check import check_input
+
+
+def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    """3x3 convolution, padding 1, no bias (the batch norm after it has one)."""
+    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    """1x1 convolution, no bias."""
+    return nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """Figure 5 left: x -> 3x3 -> BN -> ReLU -> 3x3 -> BN, + shortcut(x), ReLU."""
+
+    expansion = 1  # output channels = channels * expansion
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        stride_in_3x3: bool = False,  # unused: a basic block has only 3x3 convolutions
+    ) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(in_channels, channels, stride)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(channels, channels)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + shortcut)
+
+
+class Bottleneck(nn.Module):
+    """Figure 5 right: x -> 1x1 (reduce) -> 3x3 -> 1x1 (expand x4), BN after each, ReLU
+    after the first two and after adding the shortcut."""
+
+    expansion = 4
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        stride_in_3x3: bool = False,
+    ) -> None:
+        super().__init__()
+        stride_1x1, stride_3x3 = (1, stride) if stride_in_3x3 else (stride, 1)
+        self.conv1 = conv1x1(in_channels, channels, stride_1x1)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = conv3x3(channels, channels, stride_3x3)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.conv3 = conv1x1(channels, channels * self.expansion)
+        self.bn3 = nn.BatchNorm2d(channels * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + shortcut)
+
+
+class ResNet(nn.Module):
+    """ResNet for ImageNet-sized images from a block type and blocks per stage."""
+
+    input_size = (3, 224, 224)
+    # The network halves the image five times (total stride 32). Smaller images still
+    # run, but only because padding keeps 1x1 maps alive: no new information.
+    min_input_size = 32
+
+    def __init__(
+        self,
+        block: type[BasicBlock | Bottleneck],
+        layers: list[int],
+        num_classes: int = 1000,
+        in_channels: int = 3,
+        stride_in_3x3: bool = False,
+        zero_init_residual: bool = False,
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.input_size = (in_channels, 224, 224)
+        self.stride_in_3x3 = stride_in_3x3
+        self._channels = 64  # channels entering the next stage
+
+        self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, 64, layers[0], stride=1)  # conv2_x
+        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)  # conv3_x
+        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)  # conv4_x
+        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)  # conv5_x
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512 * block.expansion, num_classes)
+        self._init_weights(zero_init_residual)
+
+    def _make_layer(
+        self, block: type[BasicBlock | Bottleneck], channels: int, blocks: int, stride: int
+    ) -> nn.Sequential:
+        """One stage: the first block may change size and width, the rest keep them."""
+        out_channels = channels * block.expansion
+        downsample = None
+        if stride != 1 or self._channels != out_channels:
+            # Projection shortcut (option B): match the residual's shape with 1x1 conv + BN.
+            downsample = nn.Sequential(
+                conv1x1(self._channels, out_channels, stride), nn.BatchNorm2d(out_channels)
+            )
+        layers = [block(self._channels, channels, stride, downsample, self.stride_in_3x3)]
+        self._channels = out_channels
+        for _ in range(1, blocks):
+            layers.append(block(out_channels, channels, stride_in_3x3=self.stride_in_3x3))
+        return nn.Sequential(*layers)
+
+    def _init_weights(self, zero_init_residual: bool) -> None:
+        # He initialisation (He et al. 2015, the paper's reference [13]), as torchvision.
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if zero_init_residual:
+            # Each block starts as the identity (Goyal et al. 2017): helps large batches.
+            for m in self.modules():
+                if isinstance(m, Bottleneck):
+                    nn.init.zeros_(m.bn3.weight)
+                elif isinstance(m, BasicBlock):
+                    nn.init.zeros_(m.bn2.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(self, x)
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        x = self.avgpool(x)
+        return self.fc(torch.flatten(x, 1))
+
+
+def resnet18(**kwargs) -> ResNet:
+    """ResNet-18 (Table 1): basic blocks [2, 2, 2, 2], 1.8 GMACs."""
+    return ResNet(BasicBlock, [2, 2, 2, 2], **kwargs)
+
+
+def resnet34(**kwargs) -> ResNet:
+    """ResNet-34 (Table 1): basic blocks [3, 4, 6, 3], 3.6 GMACs."""
+    return ResNet(BasicBlock, [3, 4, 6, 3], **kwargs)
+
+
+def resnet50(**kwargs) -> ResNet:
+    """ResNet-50 (Table 1): bottlenecks [3, 4, 6, 3], 3.8 GMACs."""
+    return ResNet(Bottleneck, [3, 4, 6, 3], **kwargs)
+
+
+def resnet101(**kwargs) -> ResNet:
+    """ResNet-101 (Table 1): bottlenecks [3, 4, 23, 3], 7.6 GMACs."""
+    return ResNet(Bottleneck, [3, 4, 23, 3], **kwargs)
+
+
+def resnet152(**kwargs) -> ResNet:
+    """ResNet-152 (Table 1): bottlenecks [3, 8, 36, 3], 11.3 GMACs."""
+    return ResNet(Bottleneck, [3, 8, 36, 3], **kwargs)

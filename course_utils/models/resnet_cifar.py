@@ -1,0 +1,165 @@
+"""ResNets for CIFAR-10 and their plain twins (He et al. 2016, Section 4.2, Table 6 and
+Figure 6): the experiment that shows degradation and how shortcuts cure it.
+
+    conv 3x3, 16 channels                     32x32
+    stage 1: n basic blocks, 16 channels      32x32
+    stage 2: n basic blocks, 32 channels      16x16   (first block stride 2)
+    stage 3: n basic blocks, 64 channels      8x8     (first block stride 2)
+    global average pool, FC num_classes
+
+6n + 2 weighted layers: n = 3, 5, 7, 9, 18 give ResNet-20, 32, 44, 56, 110. The blocks
+are :class:`~course_utils.models.resnet.BasicBlock`, the same as in ResNet-18/34.
+
+Shortcuts, as the paper uses them on CIFAR: the identity, and where a stage halves the
+size and doubles the channels, option A: take every second pixel and append zero
+channels (no parameters). ``shortcut="B"`` uses a 1x1 convolution + BN projection there
+instead (the "reduce" shortcut of the ImageNet nets). ``residual=False`` removes every
+shortcut: the plain network of the same depth.
+
+Parameters at 10 classes, option A (Table 6 rounds them to 0.27M, 0.46M, 0.66M, 0.85M,
+1.7M): 269,722 / 464,154 / 658,586 / 853,018 / 1,727,962; the plain nets have the same,
+option B adds 2,752 (two 1x1 projections with their batch norms).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ._input_check import check_input
+from .resnet import BasicBlock, conv1x1
+
+
+class ZeroPadShortcut(nn.Module):
+    """Option A: subsample by ``stride`` and pad the missing channels with zeros."""
+
+    def __init__(self, extra_channels: int, stride: int) -> None:
+        super().__init__()
+        self.extra_channels = extra_channels
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]
+        # F.pad pads the last dimensions first: (W left, W right, H top, H bottom, C, C).
+        return F.pad(x, (0, 0, 0, 0, 0, self.extra_channels))
+
+
+class PlainBlock(BasicBlock):
+    """A basic block without its shortcut: 3x3 conv, BN, ReLU, 3x3 conv, BN, ReLU."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)))
+
+
+class CifarResNet(nn.Module):
+    """The 6n+2-layer CIFAR network of Section 4.2, residual or plain."""
+
+    input_size = (3, 32, 32)
+    # Two stride-2 stages (total stride 4): 4x4 images still leave a 1x1 map.
+    min_input_size = 4
+
+    def __init__(
+        self,
+        depth: int,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        residual: bool = True,
+        shortcut: str = "A",
+    ) -> None:
+        super().__init__()
+        if depth < 8 or (depth - 2) % 6:
+            raise ValueError(f"depth must be 6n + 2 (20, 32, 44, 56, 110, ...), got {depth}")
+        if shortcut not in ("A", "B"):
+            raise ValueError(
+                f"shortcut must be 'A' (zero padding) or 'B' (1x1 conv), got {shortcut!r}"
+            )
+        n = (depth - 2) // 6
+        self.depth, self.residual, self.shortcut = depth, residual, shortcut
+        self.in_channels = in_channels
+        self.input_size = (in_channels, 32, 32)
+        self._channels = 16
+
+        self.conv1 = nn.Conv2d(in_channels, 16, kernel_size=3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = self._make_layer(16, n, stride=1)
+        self.layer2 = self._make_layer(32, n, stride=2)
+        self.layer3 = self._make_layer(64, n, stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(64, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):  # He initialisation, the paper's reference [13]
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def _make_layer(self, channels: int, blocks: int, stride: int) -> nn.Sequential:
+        block = BasicBlock if self.residual else PlainBlock
+        downsample = None
+        if self.residual and (stride != 1 or self._channels != channels):
+            if self.shortcut == "A":
+                downsample = ZeroPadShortcut(channels - self._channels, stride)
+            else:
+                downsample = nn.Sequential(
+                    conv1x1(self._channels, channels, stride), nn.BatchNorm2d(channels)
+                )
+        layers = [block(self._channels, channels, stride, downsample)]
+        self._channels = channels
+        layers += [block(channels, channels) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(self, x)
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def cifar_resnet(depth: int, **kwargs) -> CifarResNet:
+    """A CIFAR ResNet of any depth 6n + 2; keywords ``residual``, ``shortcut``."""
+    return CifarResNet(depth, **kwargs)
+
+
+def resnet20(**kwargs) -> CifarResNet:
+    """CIFAR ResNet-20 (n = 3), 0.27M parameters."""
+    return CifarResNet(20, **kwargs)
+
+
+def resnet32(**kwargs) -> CifarResNet:
+    """CIFAR ResNet-32 (n = 5), 0.46M parameters."""
+    return CifarResNet(32, **kwargs)
+
+
+def resnet44(**kwargs) -> CifarResNet:
+    """CIFAR ResNet-44 (n = 7), 0.66M parameters."""
+    return CifarResNet(44, **kwargs)
+
+
+def resnet56(**kwargs) -> CifarResNet:
+    """CIFAR ResNet-56 (n = 9), 0.85M parameters."""
+    return CifarResNet(56, **kwargs)
+
+
+def resnet110(**kwargs) -> CifarResNet:
+    """CIFAR ResNet-110 (n = 18), 1.7M parameters."""
+    return CifarResNet(110, **kwargs)
+
+
+def plain20(**kwargs) -> CifarResNet:
+    """The 20-layer plain CIFAR network (ResNet-20 without shortcuts)."""
+    return CifarResNet(20, residual=False, **kwargs)
+
+
+def plain32(**kwargs) -> CifarResNet:
+    """The 32-layer plain CIFAR network."""
+    return CifarResNet(32, residual=False, **kwargs)
+
+
+def plain44(**kwargs) -> CifarResNet:
+    """The 44-layer plain CIFAR network."""
+    return CifarResNet(44, residual=False, **kwargs)
+
+
+def plain56(**kwargs) -> CifarResNet:
+    """The 56-layer plain CIFAR network (worse than plain-20 in Figure 6)."""
+    return CifarResNet(56, residual=False, **kwargs)

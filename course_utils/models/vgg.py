@@ -1,0 +1,188 @@
+"""VGG (Simonyan and Zisserman 2015, "Very deep convolutional networks for large-scale
+image recognition", Table 1 configurations, Table 2 parameter counts).
+
+Each configuration below is a column of Table 1, written the way the paper writes it:
+``"conv3-64"`` is a 3x3 convolution with 64 output channels (stride 1, padding 1, so the
+size stays), ``"conv1-256"`` a 1x1 convolution (config C only), ``"LRN"`` local response
+normalisation (config A-LRN only), ``"maxpool"`` 2x2 max pooling with stride 2. Every
+convolution is followed by ReLU. The classifier is FC-4096, FC-4096, FC-num_classes with
+dropout 0.5 after the first two.
+
+Parameters at 1000 classes (Table 2 rounds them to 133, 133, 134, 138, 144 M):
+A 132,863,336 / B 133,047,848 / C 133,638,952 / D 138,357,544 / E 143,667,240.
+Module names and order equal torchvision's ``vgg*`` (and ``vgg*_bn``, which add batch
+normalisation after each convolution), so their state dicts load into these models.
+
+Factories: ``vgg11`` (A; ``lrn=True`` gives A-LRN), ``vgg13`` (B), ``vgg16`` (D;
+``config="C"`` gives C), ``vgg19`` (E), and the ``_bn`` variants.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._input_check import check_input
+from .alexnet import local_response_norm
+
+CONFIGS: dict[str, list[str]] = {
+    "A": [
+        "conv3-64", "maxpool",
+        "conv3-128", "maxpool",
+        "conv3-256", "conv3-256", "maxpool",
+        "conv3-512", "conv3-512", "maxpool",
+        "conv3-512", "conv3-512", "maxpool",
+    ],
+    "A-LRN": [
+        "conv3-64", "LRN", "maxpool",
+        "conv3-128", "maxpool",
+        "conv3-256", "conv3-256", "maxpool",
+        "conv3-512", "conv3-512", "maxpool",
+        "conv3-512", "conv3-512", "maxpool",
+    ],
+    "B": [
+        "conv3-64", "conv3-64", "maxpool",
+        "conv3-128", "conv3-128", "maxpool",
+        "conv3-256", "conv3-256", "maxpool",
+        "conv3-512", "conv3-512", "maxpool",
+        "conv3-512", "conv3-512", "maxpool",
+    ],
+    "C": [
+        "conv3-64", "conv3-64", "maxpool",
+        "conv3-128", "conv3-128", "maxpool",
+        "conv3-256", "conv3-256", "conv1-256", "maxpool",
+        "conv3-512", "conv3-512", "conv1-512", "maxpool",
+        "conv3-512", "conv3-512", "conv1-512", "maxpool",
+    ],
+    "D": [
+        "conv3-64", "conv3-64", "maxpool",
+        "conv3-128", "conv3-128", "maxpool",
+        "conv3-256", "conv3-256", "conv3-256", "maxpool",
+        "conv3-512", "conv3-512", "conv3-512", "maxpool",
+        "conv3-512", "conv3-512", "conv3-512", "maxpool",
+    ],
+    "E": [
+        "conv3-64", "conv3-64", "maxpool",
+        "conv3-128", "conv3-128", "maxpool",
+        "conv3-256", "conv3-256", "conv3-256", "conv3-256", "maxpool",
+        "conv3-512", "conv3-512", "conv3-512", "conv3-512", "maxpool",
+        "conv3-512", "conv3-512", "conv3-512", "conv3-512", "maxpool",
+    ],
+}  # fmt: skip
+
+
+def make_features(config: list[str], in_channels: int, batch_norm: bool) -> nn.Sequential:
+    """Turn a column of Table 1 into layers: conv (+ BN) + ReLU, LRN, or max pool."""
+    layers: list[nn.Module] = []
+    for entry in config:
+        if entry == "maxpool":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        elif entry == "LRN":
+            layers.append(local_response_norm())
+        else:  # "conv<k>-<channels>"
+            kernel, channels = (int(n) for n in entry.removeprefix("conv").split("-"))
+            layers.append(nn.Conv2d(in_channels, channels, kernel, padding=kernel // 2))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(channels))
+            layers.append(nn.ReLU(inplace=True))
+            in_channels = channels
+    return nn.Sequential(*layers)
+
+
+class VGG(nn.Module):
+    """A VGG network built from one of the :data:`CONFIGS` ("A", "A-LRN", "B", "C", "D",
+    "E")."""
+
+    input_size = (3, 224, 224)
+    # Five 2x2 poolings halve the image five times: 32 is the smallest that leaves 1x1.
+    min_input_size = 32
+
+    def __init__(
+        self,
+        config: str = "D",
+        num_classes: int = 1000,
+        in_channels: int = 3,
+        batch_norm: bool = False,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        if config not in CONFIGS:
+            raise ValueError(f"VGG config must be one of {list(CONFIGS)}, got {config!r}")
+        self.config = config
+        self.in_channels = in_channels
+        self.input_size = (in_channels, 224, 224)
+        self.features = make_features(CONFIGS[config], in_channels, batch_norm)
+        # 7x7 already at 224x224 (the paper's size): a no-op there, and it keeps the
+        # classifier's 512*7*7 inputs (and torchvision's weights) valid at other sizes.
+        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        self.classifier = nn.Sequential(
+            nn.Linear(512 * 7 * 7, 4096),
+            nn.ReLU(inplace=True),
+            nn.Dropout(p=dropout),
+            nn.Linear(4096, 4096),
+            nn.ReLU(inplace=True),
+            nn.Dropout(p=dropout),
+            nn.Linear(4096, num_classes),
+        )
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # He initialisation, as torchvision does; the paper pre-trained the deeper nets
+        # from config A instead, then noted that Glorot initialisation works too.
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(self, x)
+        x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
+def vgg11(*, lrn: bool = False, **kwargs) -> VGG:
+    """VGG-11, config A; ``lrn=True`` gives config A-LRN."""
+    return VGG("A-LRN" if lrn else "A", **kwargs)
+
+
+def vgg13(**kwargs) -> VGG:
+    """VGG-13, config B."""
+    return VGG("B", **kwargs)
+
+
+def vgg16(*, config: str = "D", **kwargs) -> VGG:
+    """VGG-16, config D; ``config="C"`` gives the 16-layer net with three 1x1 convs."""
+    if config not in ("C", "D"):
+        raise ValueError(f"VGG-16 is config 'C' or 'D' of the paper, got {config!r}")
+    return VGG(config, **kwargs)
+
+
+def vgg19(**kwargs) -> VGG:
+    """VGG-19, config E."""
+    return VGG("E", **kwargs)
+
+
+def vgg11_bn(**kwargs) -> VGG:
+    """VGG-11 with batch normalisation (not in the paper; torchvision's ``vgg11_bn``)."""
+    return vgg11(batch_norm=True, **kwargs)
+
+
+def vgg13_bn(**kwargs) -> VGG:
+    """VGG-13 with batch normalisation (torchvision's ``vgg13_bn``)."""
+    return vgg13(batch_norm=True, **kwargs)
+
+
+def vgg16_bn(**kwargs) -> VGG:
+    """VGG-16 with batch normalisation (torchvision's ``vgg16_bn``)."""
+    return vgg16(batch_norm=True, **kwargs)
+
+
+def vgg19_bn(**kwargs) -> VGG:
+    """VGG-19 with batch normalisation (torchvision's ``vgg19_bn``)."""
+    return vgg19(batch_norm=True, **kwargs)

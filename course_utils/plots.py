@@ -1,0 +1,528 @@
+"""Pictures for the course notebooks (matplotlib; safe without a screen).
+
+Every function returns a ``matplotlib.figure.Figure``. Figures are created without pyplot,
+so nothing is drawn twice in a notebook and nothing is left open in a script: the returned
+figure is shown when it is the last expression of a cell (or with ``display(fig)``), saved
+with ``fig.savefig(path)``, or shown in a window with ``show=True``. Labels are in English
+(the default fonts have no Hangul).
+
+``plot_history(history, *, title=None, show=False)``
+    Learning curves (loss and accuracy): per-step training values as lines, per-epoch test
+    values as markers. ``history`` is a ``train.History``, its ``to_dict()``, or a dict
+    ``{label: history}`` to compare runs.
+``show_images(images, labels=None, classes=None, *, predictions=None, titles=None, ncols=8,
+title=None, show=False)``
+    A grid of images (one axes each); wrong predictions are titled in red.
+``show_filters(weight, *, ncols=None, ...)``
+    The kernels of a conv layer (``nn.Conv2d`` or its weight) as one mosaic image; RGB when
+    the layer sees 3 channels (AlexNet's 96 conv1 filters), else grey.
+``show_feature_maps(activations, *, max_maps=16, ncols=8, ...)``
+    The channels of one activation (C, H, W) as a grid, or, given ``{name: activation}``,
+    one mosaic row per name side by side (e.g. the four branches of an inception module).
+``confusion_matrix(y_true, y_pred, classes=None, *, normalize=False, title=None, show=False)``
+    The confusion matrix as a heat map with counts (``confusion_matrix_plot`` is the same
+    function); ``confusion_counts(y_true, y_pred, num_classes=None) -> torch.Tensor`` gives
+    the counts ``m[true, predicted]``.
+``plot_channels_and_size(traces, ...)``
+    "Depth grows while height and width shrink": channels and spatial size layer by layer,
+    one line per model, from ``analysis.shape_trace`` rows.
+``plot_receptive_field(layers_or_dict, ...)``
+    Receptive field after each layer (``analysis.receptive_fields``).
+``plot_per_layer(series, *, ylabel, logy=True, ...)``
+    One value per layer for one or more models (e.g. gradient norms, plain vs residual).
+``bubble_chart(rows, *, x="macs", y="top1", size="params", label="name", ...)``
+    Accuracy against operations, bubble area proportional to parameters (CS231n's chart).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from .analysis import receptive_fields
+
+__all__ = [
+    "bubble_chart",
+    "confusion_counts",
+    "confusion_matrix",
+    "confusion_matrix_plot",
+    "plot_channels_and_size",
+    "plot_history",
+    "plot_per_layer",
+    "plot_receptive_field",
+    "show_feature_maps",
+    "show_filters",
+    "show_images",
+]
+
+
+# --------------------------------------------------------------------------- plumbing
+def _new_figure(show: bool, **kwargs: Any) -> Figure:
+    """A figure outside pyplot (no double display, no leak), or a pyplot one to ``show``."""
+    kwargs.setdefault("layout", "constrained")
+    if show:
+        import matplotlib.pyplot as plt
+
+        return plt.figure(**kwargs)
+    return Figure(**kwargs)
+
+
+def _finish(fig: Figure, show: bool) -> Figure:
+    if show:
+        import matplotlib.pyplot as plt
+
+        plt.show()
+    return fig
+
+
+def _numpy(x: Any) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().float().cpu().numpy()
+    return np.asarray(x)
+
+
+def _grid(n: int, ncols: int) -> tuple[int, int]:
+    ncols = max(1, min(ncols, n))
+    return math.ceil(n / ncols), ncols
+
+
+def _to_unit_range(img: np.ndarray) -> np.ndarray:
+    """Scale an image to [0, 1] for display unless it already is."""
+    lo, hi = float(img.min()), float(img.max())
+    if lo >= 0.0 and hi <= 1.0:
+        return img
+    return (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
+
+
+def _hwc(img: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """(C, H, W) or (H, W) -> something ``imshow`` draws, and the colour map to use."""
+    if img.ndim == 3 and img.shape[0] in (1, 3):
+        img = img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
+    return img, ("gray" if img.ndim == 2 else None)
+
+
+# --------------------------------------------------------------------------- learning curves
+def _as_history_dict(h: Any) -> dict[str, Any]:
+    if hasattr(h, "to_dict"):
+        return h.to_dict()
+    if isinstance(h, Mapping) and ("steps" in h or "epochs" in h):
+        return dict(h)
+    raise TypeError(f"expected a History or its to_dict(), got {type(h).__name__}")
+
+
+def _is_single_history(h: Any) -> bool:
+    return hasattr(h, "to_dict") or (isinstance(h, Mapping) and ("steps" in h or "epochs" in h))
+
+
+def _percent(values: list[float]) -> list[float]:
+    """Accuracies are fractions in History; show them in percent."""
+    return [100.0 * v for v in values] if values and max(values) <= 1.0 else values
+
+
+def plot_history(
+    history: Any,
+    *,
+    title: str | None = None,
+    show: bool = False,
+    figsize: tuple[float, float] = (10, 3.8),
+) -> Figure:
+    """Loss (left) and accuracy (right) of one run or of several runs side by side.
+
+    Per-step training values (``history.steps``) are lines against the step number; per-epoch
+    test values (``history.epochs``) are markers at the last step of their epoch, so a one-
+    epoch homework still shows where the test accuracy landed. Without step records the x
+    axis is the epoch. Pass ``{label: history}`` to compare runs (e.g. tanh vs ReLU).
+    """
+    runs = {"": history} if _is_single_history(history) else dict(history)
+    fig = _new_figure(show, figsize=figsize)
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    colors = [f"C{i}" for i in range(10)]
+    use_steps = any(_as_history_dict(h).get("steps") for h in runs.values())
+
+    for i, (label, h) in enumerate(runs.items()):
+        data = _as_history_dict(h)
+        color = colors[i % len(colors)]
+        prefix = f"{label} " if label else ""
+        steps, epochs = data.get("steps") or [], data.get("epochs") or []
+        if use_steps and steps:
+            xs = [s["step"] for s in steps]
+            ax_loss.plot(xs, [s["loss"] for s in steps], color=color, lw=1,
+                         label=f"{prefix}train (per step)")
+            if all(s.get("acc") is not None for s in steps):
+                ax_acc.plot(xs, _percent([s["acc"] for s in steps]), color=color, lw=1,
+                            label=f"{prefix}train (per step)")
+        # x position of each epoch's summary: the last step of that epoch, or the epoch number
+        last_step = {}
+        for s in steps:
+            last_step[s.get("epoch")] = s["step"]
+        ex = [last_step.get(e["epoch"], e["epoch"]) if use_steps else e["epoch"] for e in epochs]
+        for key, ax, marker, what in [
+            ("train_loss", ax_loss, "o", "train (epoch)"),
+            ("test_loss", ax_loss, "s", "test (epoch)"),
+            ("train_acc", ax_acc, "o", "train (epoch)"),
+            ("test_acc", ax_acc, "s", "test (epoch)"),
+        ]:
+            if use_steps and steps and key.startswith("train"):
+                continue  # the per-step line already shows training
+            pts = [(x, e[key]) for x, e in zip(ex, epochs, strict=True) if e.get(key) is not None]
+            if not pts:
+                continue
+            xs_, ys_ = zip(*pts, strict=True)
+            ys_ = _percent(list(ys_)) if key.endswith("acc") else list(ys_)
+            ax.plot(xs_, ys_, marker=marker, ls="--", color=color, ms=6,
+                    label=f"{prefix}{what}")
+
+    xlabel = "step" if use_steps else "epoch"
+    ax_loss.set(xlabel=xlabel, ylabel="loss", title="Loss")
+    ax_acc.set(xlabel=xlabel, ylabel="accuracy (%)", title="Accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, show)
+
+
+# --------------------------------------------------------------------------- images
+def show_images(
+    images: Any,
+    labels: Any = None,
+    classes: Sequence[str] | None = None,
+    *,
+    predictions: Any = None,
+    titles: Sequence[str] | None = None,
+    ncols: int = 8,
+    title: str | None = None,
+    show: bool = False,
+    size: float = 1.4,
+) -> Figure:
+    """A grid of images with their labels (and predictions: red when wrong).
+
+    ``images``: a tensor (N, C, H, W) / (N, H, W), or a list of such images. Values outside
+    [0, 1] (normalised inputs) are rescaled per image; use ``data.denormalize(x)`` first for
+    true colours. ``classes`` turns label indices into names. ``titles`` (one string per
+    image) replaces the label/prediction titles; ``title`` is the figure's title.
+    """
+    imgs = [_numpy(im) for im in images]
+    n = len(imgs)
+    if n == 0:
+        raise ValueError("show_images needs at least one image")
+    nrows, ncols = _grid(n, ncols)
+    fig = _new_figure(show, figsize=(size * ncols, size * nrows + (0.4 if title else 0)))
+    labels = None if labels is None else [int(v) for v in _numpy(labels).reshape(-1)]
+    preds = None if predictions is None else [int(v) for v in _numpy(predictions).reshape(-1)]
+
+    def name(i: int) -> str:
+        return classes[i] if classes is not None else str(i)
+
+    for i, img in enumerate(imgs):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        pic, cmap = _hwc(_to_unit_range(img))
+        ax.imshow(pic, cmap=cmap, vmin=0, vmax=1)
+        ax.set_axis_off()
+        if titles is not None:
+            ax.set_title(str(titles[i]), fontsize=8)
+        elif labels is not None and preds is not None:
+            ok = labels[i] == preds[i]
+            ax.set_title(f"{name(preds[i])}" + ("" if ok else f"\n(true: {name(labels[i])})"),
+                         color="black" if ok else "red", fontsize=8)
+        elif labels is not None:
+            ax.set_title(name(labels[i]), fontsize=8)
+        elif preds is not None:
+            ax.set_title(name(preds[i]), fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, show)
+
+
+def _mosaic(tiles: torch.Tensor, ncols: int, pad: int = 1) -> np.ndarray:
+    """(N, C, H, W) tiles (C = 1 or 3), each scaled to [0, 1] on its own, as one image.
+
+    The gaps between tiles are NaN for grey tiles (``imshow`` leaves them blank whatever the
+    colour map) and white for colour tiles.
+    """
+    t = tiles.detach().float().cpu().numpy()
+    n, c, h, w = t.shape
+    nrows = math.ceil(n / ncols)
+    fill = np.nan if c == 1 else 1.0
+    out = np.full((c, nrows * (h + pad) - pad, ncols * (w + pad) - pad), fill, dtype=np.float32)
+    for i in range(n):
+        r, q = divmod(i, ncols)
+        tile = t[i]
+        lo, hi = tile.min(), tile.max()
+        tile = (tile - lo) / (hi - lo) if hi > lo else np.zeros_like(tile)
+        out[:, r * (h + pad):r * (h + pad) + h, q * (w + pad):q * (w + pad) + w] = tile
+    return out[0] if c == 1 else np.transpose(out, (1, 2, 0))
+
+
+def show_filters(
+    weight: Any,
+    *,
+    ncols: int | None = None,
+    title: str | None = None,
+    show: bool = False,
+    size: float = 8.0,
+) -> Figure:
+    """The kernels of a convolution as one image grid.
+
+    ``weight``: an ``nn.Conv2d`` or its weight (out, in, kh, kw). With 3 input channels each
+    kernel is drawn in colour (AlexNet's conv1: 96 kernels of 11x11x3, 8 rows of 12); otherwise
+    each kernel's first input channel is drawn in grey. Every kernel is scaled on its own.
+    """
+    w = weight.weight if isinstance(weight, torch.nn.Module) else weight
+    w = torch.as_tensor(w).detach()
+    if w.dim() != 4:
+        raise ValueError(f"expected conv weights (out, in, kh, kw), got shape {tuple(w.shape)}")
+    tiles = w if w.shape[1] == 3 else w[:, :1]
+    n = tiles.shape[0]
+    ncols = ncols or min(n, 12 if n >= 48 else 8)
+    nrows = math.ceil(n / ncols)
+    fig = _new_figure(show, figsize=(size, size * nrows / ncols + (0.5 if title else 0.2)))
+    ax = fig.add_subplot(1, 1, 1)
+    pic = _mosaic(tiles, ncols)
+    ax.imshow(pic, cmap="gray" if pic.ndim == 2 else None, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(title or f"{n} filters of {w.shape[2]}x{w.shape[3]}x{w.shape[1]}")
+    return _finish(fig, show)
+
+
+def show_feature_maps(
+    activations: Any,
+    *,
+    max_maps: int = 16,
+    ncols: int = 8,
+    title: str | None = None,
+    cmap: str = "viridis",
+    show: bool = False,
+    size: float = 1.4,
+) -> Figure:
+    """Feature maps of one layer, or of several layers / branches side by side.
+
+    ``activations``: a tensor (C, H, W) or (1, C, H, W) -> the first ``max_maps`` channels, one
+    panel each; or ``{name: tensor}`` -> one mosaic per name, in a row (the four branches of
+    an inception module, or C1 vs C3 of LeNet). Each map is scaled on its own.
+    """
+    if isinstance(activations, Mapping):
+        items = list(activations.items())
+        fig = _new_figure(show, figsize=(3.2 * len(items), 3.6))
+        axes = np.atleast_1d(fig.subplots(1, len(items)))
+        for ax, (name, act) in zip(axes, items, strict=True):
+            a = torch.as_tensor(act).detach()
+            a = a[0] if a.dim() == 4 else a
+            tiles = a[:max_maps].unsqueeze(1)
+            cols = math.ceil(math.sqrt(tiles.shape[0]))
+            ax.imshow(_mosaic(tiles, cols), cmap=cmap, interpolation="nearest")
+            ax.set_axis_off()
+            ax.set_title(f"{name}\n{a.shape[0]} x {a.shape[1]} x {a.shape[2]}", fontsize=9)
+    else:
+        a = torch.as_tensor(activations).detach()
+        a = a[0] if a.dim() == 4 else a
+        if a.dim() != 3:
+            raise ValueError(f"expected activations (C, H, W), got shape {tuple(a.shape)}")
+        n = min(max_maps, a.shape[0])
+        nrows, ncols = _grid(n, ncols)
+        fig = _new_figure(show, figsize=(size * ncols, size * nrows + 0.4))
+        for i in range(n):
+            ax = fig.add_subplot(nrows, ncols, i + 1)
+            ax.imshow(_numpy(a[i]), cmap=cmap, interpolation="nearest")
+            ax.set_axis_off()
+            ax.set_title(f"ch {i}", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, show)
+
+
+# --------------------------------------------------------------------------- confusion matrix
+def confusion_counts(y_true: Any, y_pred: Any, num_classes: int | None = None) -> torch.Tensor:
+    """Counts ``m[true, predicted]`` as an int64 tensor (rows: true class)."""
+    t = torch.as_tensor(_numpy(y_true)).long().reshape(-1)
+    p = torch.as_tensor(_numpy(y_pred)).long().reshape(-1)
+    if t.shape != p.shape:
+        raise ValueError(f"y_true has {t.numel()} labels but y_pred has {p.numel()}")
+    k = num_classes or int(max(t.max(), p.max())) + 1
+    return torch.bincount(t * k + p, minlength=k * k).reshape(k, k)
+
+
+def confusion_matrix_plot(
+    y_true: Any,
+    y_pred: Any,
+    classes: Sequence[str] | None = None,
+    *,
+    normalize: bool = False,
+    title: str | None = None,
+    show: bool = False,
+) -> Figure:
+    """The confusion matrix as a heat map with the count (or row fraction) in each cell."""
+    k = len(classes) if classes is not None else None
+    m = confusion_counts(y_true, y_pred, k).double()
+    k = m.shape[0]
+    if normalize:
+        m = m / m.sum(dim=1, keepdim=True).clamp(min=1)
+    names = list(classes) if classes is not None else [str(i) for i in range(k)]
+    side = max(4.0, 0.5 * k + 2)
+    fig = _new_figure(show, figsize=(side + 1, side))
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(m.numpy(), cmap="Blues")
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true",
+           title=title or "Confusion matrix")
+    ax.set_xticklabels(names, rotation=45, ha="right")
+    ax.set_yticklabels(names)
+    threshold = float(m.max()) / 2
+    for i in range(k):
+        for j in range(k):
+            v = float(m[i, j])
+            ax.text(j, i, f"{v:.2f}" if normalize else f"{int(v)}", ha="center", va="center",
+                    fontsize=7, color="white" if v > threshold else "black")
+    return _finish(fig, show)
+
+
+# The name CONVENTIONS.md uses for the plot.
+confusion_matrix = confusion_matrix_plot
+
+
+# --------------------------------------------------------------------------- architecture plots
+def plot_channels_and_size(
+    traces: Mapping[str, Sequence[Mapping[str, Any]]],
+    *,
+    relative: bool = False,
+    title: str | None = "Depth grows while height and width shrink",
+    show: bool = False,
+    figsize: tuple[float, float] = (11, 4),
+) -> Figure:
+    """Channels (left, log scale) and height (right) after each conv / pooling layer.
+
+    ``traces``: ``{model name: analysis.shape_trace(model) rows}``; rows whose shape is not
+    (C, H, W) (the fully connected layers) are skipped. ``relative=True`` puts every model on
+    a 0..1 "fraction of the network" axis so that networks of different depth line up.
+    """
+    fig = _new_figure(show, figsize=figsize)
+    ax_c, ax_h = fig.subplots(1, 2)
+    for name, rows in traces.items():
+        spatial = [r["shape"] for r in rows if r.get("shape") and len(r["shape"]) == 3]
+        if not spatial:
+            continue
+        n = len(spatial)
+        xs = [(i + 1) / n for i in range(n)] if relative else list(range(1, n + 1))
+        ax_c.plot(xs, [s[0] for s in spatial], marker=".", label=name)
+        ax_h.plot(xs, [s[1] for s in spatial], marker=".", label=name)
+    xlabel = "fraction of the network" if relative else "conv / pooling layer"
+    ax_c.set(xlabel=xlabel, ylabel="channels (depth)", yscale="log", title="Channels")
+    ax_h.set(xlabel=xlabel, ylabel="height = width (pixels)", yscale="log",
+             title="Spatial size")
+    for ax in (ax_c, ax_h):
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, show)
+
+
+def plot_receptive_field(
+    layers: Any,
+    *,
+    title: str | None = "Receptive field of stacked layers",
+    show: bool = False,
+    figsize: tuple[float, float] = (6, 4),
+) -> Figure:
+    """Receptive field after each layer, for one chain or ``{label: chain}``.
+
+    A chain is what ``analysis.receptive_fields`` takes: ``[(kernel, stride), ...]``, bare
+    kernel sizes, or a plain sequential model (e.g. VGG-16's ``features``).
+    """
+    chains = dict(layers) if isinstance(layers, Mapping) else {"": layers}
+    fig = _new_figure(show, figsize=figsize)
+    ax = fig.add_subplot(1, 1, 1)
+    for label, chain in chains.items():
+        fields = receptive_fields(chain)
+        ax.plot(range(1, len(fields) + 1), fields, marker="o", label=label or None)
+    ax.set(xlabel="layer", ylabel="receptive field (pixels)", title=title)
+    ax.grid(alpha=0.3)
+    if any(chains):
+        ax.legend(fontsize="small")
+    return _finish(fig, show)
+
+
+def plot_per_layer(
+    series: Mapping[str, Any],
+    *,
+    ylabel: str,
+    xlabel: str = "layer",
+    logy: bool = True,
+    title: str | None = None,
+    show: bool = False,
+    figsize: tuple[float, float] = (7, 4),
+) -> Figure:
+    """One value per layer for several models, e.g. gradient norms of plain vs residual nets.
+
+    ``series``: ``{label: [values]}`` or ``{label: {layer name: value}}`` (x ticks then carry
+    the layer names of the first series when there are few of them).
+    """
+    fig = _new_figure(show, figsize=figsize)
+    ax = fig.add_subplot(1, 1, 1)
+    names: list[str] | None = None
+    for label, values in series.items():
+        if isinstance(values, Mapping):
+            names = names or list(values.keys())
+            values = list(values.values())
+        ys = [float(v) for v in values]
+        ax.plot(range(1, len(ys) + 1), ys, marker=".", label=label)
+    if names and len(names) <= 30:
+        ax.set_xticks(range(1, len(names) + 1))
+        ax.set_xticklabels(names, rotation=90, fontsize=7)
+    ax.set(xlabel=xlabel, ylabel=ylabel, yscale="log" if logy else "linear", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return _finish(fig, show)
+
+
+def bubble_chart(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    x: str = "macs",
+    y: str = "top1",
+    size: str = "params",
+    label: str = "name",
+    x_scale: float | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    title: str | None = "Accuracy vs. operations (bubble area: parameters)",
+    show: bool = False,
+    figsize: tuple[float, float] = (8, 5.5),
+) -> Figure:
+    """CS231n-style comparison: ``y`` against ``x``, bubble area proportional to ``size``.
+
+    ``rows``: dicts with at least the ``x``, ``y``, ``size`` and ``label`` keys (rows missing
+    any value are skipped). MAC or parameter counts given as plain numbers are shown in
+    billions on the x axis (``x_scale`` overrides); the legend gives the parameter count.
+    """
+    usable = [r for r in rows if all(r.get(k) is not None for k in (x, y, size))]
+    if not usable:
+        raise ValueError(f"no row has all of {x!r}, {y!r} and {size!r}")
+    xs = np.array([float(r[x]) for r in usable])
+    if x_scale is None:
+        x_scale = 1e-9 if xs.max() > 1e5 else 1.0
+    xs = xs * x_scale
+    ys = np.array([float(r[y]) for r in usable])
+    sizes = np.array([float(r[size]) for r in usable])
+    area = 2000.0 * sizes / sizes.max()  # the largest model gets the largest bubble
+
+    fig = _new_figure(show, figsize=figsize)
+    ax = fig.add_subplot(1, 1, 1)
+    for i, r in enumerate(usable):
+        ax.scatter(xs[i], ys[i], s=max(area[i], 15.0), alpha=0.45, color=f"C{i % 10}",
+                   edgecolors="black", linewidths=0.5,
+                   label=f"{r.get(label, i)} ({sizes[i] / 1e6:.1f} M params)")
+        ax.annotate(str(r.get(label, i)), (xs[i], ys[i]), ha="center", va="center", fontsize=8)
+    unit = " (G)" if x_scale == 1e-9 else ""
+    ax.set(xlabel=xlabel or f"{x}{unit}", ylabel=ylabel or y, title=title)
+    ax.grid(alpha=0.3)
+    ax.margins(0.15)
+    ax.legend(fontsize="small", markerscale=0.3, loc="best")
+    return _finish(fig, show)

@@ -1,0 +1,527 @@
+"""course_utils.models: the papers' numbers, torchvision equivalence, clear input errors.
+
+Most tests build models on the meta device: shapes and parameter counts without
+allocating or computing anything, so the whole file stays cheap on a busy CPU.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from course_utils.models import Inception, NaiveInception, cifar_resnet, get_model, list_models
+
+# DESIGN.md section 4: parameters at 1000 classes (LeNet-5 and the MNIST/CIFAR nets: 10).
+PARAMS = {
+    "basic_cnn": 123_222,
+    "lenet5": 61_706,
+    "alexnet": 62_378_344,
+    "vgg11": 132_863_336,
+    "vgg13": 133_047_848,
+    "vgg16": 138_357_544,
+    "vgg19": 143_667_240,
+    "vgg11_bn": 132_868_840,
+    "vgg13_bn": 133_053_736,
+    "vgg16_bn": 138_365_992,
+    "vgg19_bn": 143_678_248,
+    "googlenet": 6_998_552,
+    "resnet18": 11_689_512,
+    "resnet34": 21_797_672,
+    "resnet50": 25_557_032,
+    "resnet101": 44_549_160,
+    "resnet152": 60_192_808,
+    # CIFAR-10 nets of the ResNet paper, option A shortcuts (Table 6: 0.27M ... 1.7M)
+    "resnet20": 269_722,
+    "resnet32": 464_154,
+    "resnet44": 658_586,
+    "resnet56": 853_018,
+    "resnet110": 1_727_962,
+    "plain20": 269_722,
+    "plain32": 464_154,
+    "plain44": 658_586,
+    "plain56": 853_018,
+    "densenet121": 7_978_856,
+    "densenet169": 14_149_480,
+    "densenet201": 20_013_928,
+    "densenet264": 33_337_704,
+}
+
+VARIANT_PARAMS = [
+    ("alexnet", {"groups": 2}, 60_965_224),  # the paper's "60 million"
+    ("alexnet", {"lrn": False}, 62_378_344),  # LRN has no parameters
+    ("vgg11", {"lrn": True}, 132_863_336),  # config A-LRN
+    ("vgg16", {"config": "C"}, 133_638_952),  # config C: three 3x3 convs become 1x1
+    ("googlenet", {"aux_logits": True}, 13_378_280),
+    ("resnet50", {"stride_in_3x3": True}, 25_557_032),
+    ("resnet20", {"shortcut": "B"}, 272_474),
+    ("lenet5", {"c3_table": True}, 60_806),  # 1,516 instead of 2,416 weights in C3
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread. The inputs here are tiny, and on a small busy CPU two threads
+    waiting for each other at every operator made this file 10x slower, not faster."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def on_meta(name: str, **kwargs) -> nn.Module:
+    with torch.device("meta"):
+        return get_model(name, **kwargs)
+
+
+def meta_batch(model: nn.Module, size: int | None = None, channels: int | None = None):
+    c, h, _ = model.input_size
+    size = size or h
+    return torch.empty(2, channels or c, size, size, device="meta")
+
+
+def output_sizes(model: nn.Module, modules: dict[str, nn.Module], x: torch.Tensor) -> dict:
+    """Run ``model`` on ``x`` and return each listed module's output shape (minus N)."""
+    sizes = {}
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, out, key=key: sizes.__setitem__(key, out.shape[1:]))
+        for key, m in modules.items()
+    ]
+    model(x)
+    for h in hooks:
+        h.remove()
+    return {key: tuple(s) for key, s in sizes.items()}
+
+
+# ---------------------------------------------------------------- registry
+
+
+def test_registry_has_the_design_names():
+    assert set(list_models()) == set(PARAMS)
+
+
+def test_unknown_name_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="Unknown model 'resnet51'") as err:
+        get_model("resnet51")
+    for name in ("lenet5", "vgg16_bn", "googlenet", "resnet50", "densenet121"):
+        assert name in str(err.value)
+
+
+def test_option_errors_are_clear():
+    with pytest.raises(ValueError, match="activation"):
+        get_model("lenet5", activation="sigmoid")
+    with pytest.raises(ValueError, match="groups"):
+        on_meta("alexnet", groups=4)
+    with pytest.raises(ValueError, match="'C' or 'D'"):
+        on_meta("vgg16", config="E")
+    with pytest.raises(ValueError, match="6n"):
+        cifar_resnet(21)
+
+
+# ---------------------------------------------------------------- parameter counts
+
+
+@pytest.fixture(scope="module")
+def meta_models():
+    """Every registered model with its default arguments, on the meta device."""
+    return {name: on_meta(name) for name in list_models()}
+
+
+@pytest.mark.parametrize("name", list(PARAMS))
+def test_parameter_count(meta_models, name):
+    assert count_params(meta_models[name]) == PARAMS[name]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "expected"), VARIANT_PARAMS)
+def test_variant_parameter_count(name, kwargs, expected):
+    assert count_params(on_meta(name, **kwargs)) == expected
+
+
+# ---------------------------------------------------------------- shapes
+
+
+@pytest.fixture(scope="module")
+def small_io_models():
+    """Every model with 7 classes and 1 input channel, on the meta device."""
+    return {name: on_meta(name, num_classes=7, in_channels=1) for name in list_models()}
+
+
+@pytest.mark.parametrize("name", list(PARAMS))
+def test_forward_shape_with_num_classes_and_in_channels(small_io_models, name):
+    model = small_io_models[name]
+    assert model.input_size[0] == model.in_channels == 1
+    assert model(meta_batch(model)).shape == (2, 7)
+
+
+# One model per design: the deeper siblings share the code (and take longer on meta).
+@pytest.mark.parametrize(
+    "name",
+    ["basic_cnn", "lenet5", "alexnet", "vgg11", "googlenet", "resnet18", "resnet50", "resnet20"]
+    + ["densenet121"],
+)
+def test_min_input_size_works(small_io_models, name):
+    model = small_io_models[name]
+    assert model(meta_batch(model, size=model.min_input_size)).shape == (2, 7)
+
+
+@pytest.mark.parametrize(
+    ("name", "input_size"),
+    [
+        ("basic_cnn", (1, 28, 28)),
+        ("lenet5", (1, 32, 32)),
+        ("alexnet", (3, 227, 227)),
+        ("vgg16", (3, 224, 224)),
+        ("googlenet", (3, 224, 224)),
+        ("resnet50", (3, 224, 224)),
+        ("resnet56", (3, 32, 32)),
+        ("densenet121", (3, 224, 224)),
+    ],
+)
+def test_native_input_size(meta_models, name, input_size):
+    assert meta_models[name].input_size == input_size
+
+
+def test_lenet_shapes_follow_the_paper():
+    model = on_meta("lenet5")
+    f = model.features
+    sizes = output_sizes(
+        model, {"C1": f.c1, "S2": f.s2, "C3": f.c3, "S4": f.s4, "C5": f.c5}, meta_batch(model)
+    )
+    assert sizes == {
+        "C1": (6, 28, 28),
+        "S2": (6, 14, 14),
+        "C3": (16, 10, 10),
+        "S4": (16, 5, 5),
+        "C5": (120, 1, 1),
+    }
+    assert model.classifier.f6.out_features == 84
+
+
+@pytest.mark.parametrize(("activation", "pooling"), [("relu", "max"), ("tanh", "max")])
+def test_lenet_variants(activation, pooling):
+    model = get_model("lenet5", activation=activation, pooling=pooling)
+    assert isinstance(model.features.c1_act, nn.ReLU if activation == "relu" else nn.Tanh)
+    assert isinstance(model.features.s2, nn.MaxPool2d)
+    assert model(torch.randn(3, 1, 32, 32)).shape == (3, 10)
+
+
+def test_lenet_c3_connection_table():
+    model = get_model("lenet5", c3_table=True)
+    x = torch.randn(2, 1, 32, 32)
+    assert model(x).shape == (2, 10)
+    assert count_params(model.features.c3) == 1_516
+    # Table I: C3 map 0 sees S2 maps 0, 1, 2 only; changing map 3 must not change it.
+    s2 = torch.randn(1, 6, 14, 14)
+    changed = s2.clone()
+    changed[:, 3] += 1.0
+    c3 = model.features.c3
+    assert torch.equal(c3(s2)[:, 0], c3(changed)[:, 0])
+    assert not torch.equal(c3(s2)[:, 1], c3(changed)[:, 1])
+
+
+def test_basic_cnn_shapes():
+    model = on_meta("basic_cnn")
+    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
+    pools = [m for m in model.features if isinstance(m, nn.MaxPool2d)]
+    modules = {"conv1": convs[0], "conv2": convs[1], "pool1": pools[0], "conv3": convs[2]}
+    sizes = output_sizes(model, modules | {"pool2": pools[1]}, meta_batch(model))
+    assert [s[-1] for s in sizes.values()] == [24, 20, 10, 6, 3]
+
+
+def test_alexnet_shapes_227_55_27():
+    model = on_meta("alexnet")
+    f = model.features
+    sizes = output_sizes(
+        model, {"conv1": f.conv1, "pool1": f.pool1, "pool5": f.pool5}, meta_batch(model)
+    )
+    assert sizes == {"conv1": (96, 55, 55), "pool1": (96, 27, 27), "pool5": (256, 6, 6)}
+
+
+def test_alexnet_groups_split_conv2_conv4_conv5_only():
+    model = on_meta("alexnet", groups=2)
+    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
+    assert [c.groups for c in convs] == [1, 2, 1, 2, 2]
+    assert convs[1].weight.shape == (256, 48, 5, 5)  # each GPU's 128 kernels see 48 maps
+    assert sum(isinstance(m, nn.LocalResponseNorm) for m in model.features) == 2
+    plain = on_meta("alexnet", lrn=False)
+    assert not any(isinstance(m, nn.LocalResponseNorm) for m in plain.features)
+
+
+def test_alexnet_tanh_variant():
+    model = on_meta("alexnet", activation="tanh")
+    assert count_params(model) == PARAMS["alexnet"]
+    assert not any(isinstance(m, nn.ReLU) for m in model.modules())
+    assert sum(isinstance(m, nn.Tanh) for m in model.modules()) == 7  # conv1-5, fc6, fc7
+
+
+def test_alexnet_paper_init():
+    model = get_model("alexnet", paper_init=True)
+    f, c = model.features, model.classifier
+    layers = {"conv1": f.conv1, "conv2": f.conv2, "conv3": f.conv3, "fc6": c.fc6, "fc8": c.fc8}
+    assert {name: layer.bias.mean().item() for name, layer in layers.items()} == {
+        "conv1": 0.0,
+        "conv2": 1.0,
+        "conv3": 0.0,
+        "fc6": 1.0,
+        "fc8": 0.0,
+    }
+    assert f.conv3.weight.std().item() == pytest.approx(0.01, rel=0.05)
+
+
+def test_vgg_config_c_and_a_lrn():
+    kernels = [
+        m.kernel_size[0] for m in on_meta("vgg16", config="C").features if isinstance(m, nn.Conv2d)
+    ]
+    assert kernels == [3] * 6 + [1] + [3, 3, 1] + [3, 3, 1]
+    a_lrn = on_meta("vgg11", lrn=True)
+    assert a_lrn.config == "A-LRN" and isinstance(a_lrn.features[2], nn.LocalResponseNorm)
+
+
+# Table 1 of Szegedy et al. 2014, "output size" column.
+GOOGLENET_OUTPUTS = {
+    "conv1": (64, 112, 112),
+    "maxpool1": (64, 56, 56),
+    "conv2": (192, 56, 56),
+    "maxpool2": (192, 28, 28),
+    "inception3a": (256, 28, 28),
+    "inception3b": (480, 28, 28),
+    "maxpool3": (480, 14, 14),
+    "inception4a": (512, 14, 14),
+    "inception4b": (512, 14, 14),
+    "inception4c": (512, 14, 14),
+    "inception4d": (528, 14, 14),
+    "inception4e": (832, 14, 14),
+    "maxpool4": (832, 7, 7),
+    "inception5a": (832, 7, 7),
+    "inception5b": (1024, 7, 7),
+    "avgpool": (1024, 1, 1),
+}
+
+
+def test_googlenet_follows_table_1():
+    model = on_meta("googlenet")
+    modules = {name: getattr(model, name) for name in GOOGLENET_OUTPUTS}
+    assert output_sizes(model, modules, meta_batch(model)) == GOOGLENET_OUTPUTS
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert sum(isinstance(m, nn.LocalResponseNorm) for m in model.modules()) == 2
+    assert model.dropout.p == 0.4
+
+
+def test_googlenet_aux_outputs_in_training_only():
+    model = on_meta("googlenet", aux_logits=True, num_classes=10)
+    x = meta_batch(model)
+    out = model.train()(x)
+    assert isinstance(out, tuple) and [o.shape for o in out] == [(2, 10)] * 3
+    assert model.eval()(x).shape == (2, 10)
+    assert on_meta("googlenet").train()(x).shape == (2, 1000)  # aux_logits off
+    aux = model.aux1
+    assert (aux.pool.kernel_size, aux.pool.stride, aux.conv.conv.out_channels) == (5, 3, 128)
+    assert (aux.fc1.out_features, aux.dropout.p) == (1024, 0.7)
+
+
+def test_naive_inception_keeps_the_input_channels():
+    naive = NaiveInception(192, 64, 128, 32)
+    reduced = Inception(192, 64, 96, 128, 16, 32, 32)
+    x = torch.randn(1, 192, 28, 28)
+    assert naive(x).shape == (1, 64 + 128 + 32 + 192, 28, 28)
+    assert reduced(x).shape == (1, 256, 28, 28)
+    assert count_params(reduced) < count_params(naive) / 2
+
+
+def test_resnet_stride_position_and_macs():
+    def macs(model):
+        with FlopCounterMode(display=False) as counter:
+            model(torch.empty(1, 3, 224, 224, device="meta"))
+        return counter.get_total_flops() / 2
+
+    paper, v15 = on_meta("resnet50"), on_meta("resnet50", stride_in_3x3=True)
+    first = paper.layer2[0]
+    assert (first.conv1.stride, first.conv2.stride) == ((2, 2), (1, 1))
+    first = v15.layer2[0]
+    assert (first.conv1.stride, first.conv2.stride) == ((1, 1), (2, 2))
+    # Table 1 of the ResNet paper: 3.8 G; torchvision's placement: 4.09 G.
+    assert macs(paper) == pytest.approx(3.8e9, rel=0.03)
+    assert macs(v15) == pytest.approx(4.089e9, rel=0.001)
+    assert macs(on_meta("googlenet")) == pytest.approx(1.5e9, rel=0.06)
+
+
+def test_cifar_resnets_and_plain_nets():
+    residual, plain = get_model("resnet20"), get_model("plain20")
+    assert len([m for m in residual.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]) == 20
+    assert all(
+        block.downsample is None for layer in (plain.layer1, plain.layer2) for block in layer
+    )
+    x = torch.randn(2, 3, 32, 32)
+    assert residual(x).shape == plain(x).shape == (2, 10)
+    assert get_model("resnet20", shortcut="B")(x).shape == (2, 10)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("name", list(PARAMS))
+def test_wrong_channel_count_is_a_clear_error(meta_models, name):
+    model = meta_models[name]
+    x = meta_batch(model, channels=model.in_channels + 2)
+    with pytest.raises(ValueError) as err:
+        model(x)
+    message = str(err.value)
+    assert type(model).__name__ in message
+    assert f"{model.in_channels} input channel" in message
+    assert str(tuple(x.shape)) in message
+    assert "load_data(" in message
+
+
+@pytest.mark.parametrize("name", list(PARAMS))
+def test_too_small_image_is_a_clear_error(meta_models, name):
+    model = meta_models[name]
+    small = model.min_input_size - 1
+    x = meta_batch(model, size=small)
+    with pytest.raises(ValueError) as err:
+        model(x)
+    message = str(err.value)
+    assert type(model).__name__ in message
+    assert str(tuple(x.shape)) in message
+    assert f"load_data(..., image_size={model.input_size[1]})" in message
+
+
+def test_alexnet_on_cifar_sized_images_says_what_it_needs():
+    model = on_meta("alexnet")
+    message = (
+        "AlexNet needs images of at least 67x67 (native input 3x227x227), got shape (8, 3, 32, 32)"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        model(torch.empty(8, 3, 32, 32, device="meta"))
+
+
+def test_fixed_size_models_reject_larger_images_too():
+    for name, wrong in [("lenet5", 28), ("lenet5", 36), ("basic_cnn", 32)]:
+        model = on_meta(name)
+        with pytest.raises(ValueError, match="expects exactly"):
+            model(meta_batch(model, size=wrong))
+
+
+def test_googlenet_aux_heads_need_larger_images_in_training():
+    model = on_meta("googlenet", aux_logits=True)
+    assert model.min_input_size == 79
+    model.train()(meta_batch(model, size=79))
+    with pytest.raises(ValueError, match="at least 79x79"):
+        model(meta_batch(model, size=78))
+    assert on_meta("googlenet")(meta_batch(model, size=32)).shape == (2, 1000)
+
+
+def test_not_a_batch_of_images():
+    model = get_model("lenet5")
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        model(torch.randn(1, 32, 32))
+
+
+def test_the_check_leaves_tracing_and_torchinfo_alone():
+    import torchinfo
+
+    model = get_model("lenet5").eval()
+    x = torch.randn(2, 1, 32, 32)
+    traced = torch.fx.symbolic_trace(model)
+    assert torch.equal(traced(x), model(x))
+    summary = torchinfo.summary(model, input_size=(1, 1, 32, 32), verbose=0)
+    assert summary.total_params == 61_706
+
+
+# ---------------------------------------------------------------- torchvision equivalence
+#
+# Where our architecture equals torchvision's, its state dict must load into ours
+# (strict: same names, same shapes) and give the same outputs. The weights are random
+# values of our own rather than torchvision's initialisation: its constructor would draw
+# 120M classifier weights for each VGG (seconds on a busy CPU), while one shared draw
+# tests the same thing; and the batch-norm statistics must be random too, otherwise every
+# BN is the identity and swapping two of them would go unnoticed. Outputs are compared in
+# eval mode (running statistics), on one small image.
+
+
+@pytest.fixture(scope="module")
+def shared_weights():
+    """Large random tensors reused between models (VGG's classifier is the same in all)."""
+    cache: dict[tuple, torch.Tensor] = {}
+    yield cache
+    cache.clear()
+
+
+def random_state_dict(reference: nn.Module, shared: dict) -> dict[str, torch.Tensor]:
+    """Random values for every entry of ``reference.state_dict()`` (a meta model)."""
+    generator = torch.Generator().manual_seed(0)
+    state = {}
+    for key, meta in reference.state_dict().items():
+        shape, leaf = tuple(meta.shape), key.rsplit(".", 1)[-1]
+        if leaf == "num_batches_tracked":
+            value = torch.zeros((), dtype=torch.long)
+        elif (key, shape) in shared:
+            value = shared[(key, shape)]
+        elif leaf == "weight" and meta.dim() > 1:  # conv / linear: He-scaled normal
+            fan_in = meta[0].numel()
+            value = torch.randn(shape, generator=generator) * (2.0 / fan_in) ** 0.5
+        elif leaf in ("weight", "running_var"):  # BN scale and variance
+            value = torch.rand(shape, generator=generator) * 0.5 + 0.5
+        else:  # biases and running means
+            value = torch.randn(shape, generator=generator) * 0.1
+        if value.numel() > 1_000_000:
+            shared[(key, shape)] = value
+        state[key] = value
+    return state
+
+
+def relative_difference(name: str, size: int, shared: dict, **kwargs) -> float:
+    """Load torchvision's ``name`` and ours with the same random weights; return the max
+    abs difference of their outputs on one random image, relative to the output's scale
+    (deep random nets can produce large logits)."""
+    with torch.device("meta"):
+        theirs = getattr(torchvision.models, name)(weights=None)
+        ours = get_model(name, **kwargs)
+    state = random_state_dict(theirs, shared)
+    theirs.load_state_dict(state, assign=True)
+    ours.load_state_dict(state, assign=True)  # strict: every name and shape must match
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected, got = theirs.eval()(x), ours.eval()(x)
+    scale = max(1.0, expected.abs().max().item())
+    return (got - expected).abs().max().item() / scale
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"],
+)
+def test_vgg_equals_torchvision(name, shared_weights):
+    assert relative_difference(name, 32, shared_weights) < 1e-5
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"])
+def test_resnet_with_stride_in_3x3_equals_torchvision(name, shared_weights):
+    # 32x32 leaves 8x8 maps in layer1 and 1x1 in layer4: every block still computes.
+    assert relative_difference(name, 32, shared_weights, stride_in_3x3=True) < 1e-5
+
+
+def test_resnet_paper_stride_differs_from_torchvision(shared_weights):
+    # Same weights load (same names and shapes), but the computation is different.
+    assert relative_difference("resnet50", 32, shared_weights) > 1e-3
+
+
+def test_densenet121_equals_torchvision(shared_weights):
+    assert relative_difference("densenet121", 32, shared_weights) < 1e-5
+
+
+@pytest.mark.parametrize("name", ["densenet169", "densenet201"])
+def test_densenet_state_dict_matches_torchvision(name):
+    with torch.device("meta"):
+        theirs = getattr(torchvision.models, name)(weights=None)
+        ours = get_model(name)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {
+        k: v.shape for k, v in theirs.state_dict().items()
+    }
