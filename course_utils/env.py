@@ -163,18 +163,20 @@ def banner_text(title: str | None = None, **extra: Any) -> str:
     return "\n".join(lines)
 
 
-def write_results(path: str | os.PathLike | None, results: dict[str, Any]) -> Path | None:
+def write_results(path: str | os.PathLike | None, results: dict[str, Any],
+                  parameters: dict[str, Any] | None = None) -> Path | None:
     """Write a notebook's headline numbers as JSON (papermill tests read them back).
 
-    ``None`` writes nothing. The run mode and settings are added so a reader knows what
-    produced the numbers.
+    ``None`` writes nothing. The run mode, the chosen settings and the notebook's
+    ``parameters`` (the values of its papermill parameters cell) are added, so that a reader
+    knows what produced the numbers.
     """
     if path is None:
         return None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"mode": run_mode(), "settings": dict(_last_settings), "notes": list(_notes),
-               **results}
+    payload = {"mode": run_mode(), "parameters": dict(parameters or {}),
+               "settings": dict(_last_settings), "notes": list(_notes), **results}
     path.write_text(json.dumps(payload, indent=2, default=str, ensure_ascii=False) + "\n",
                     encoding="utf-8")
     return path

@@ -80,8 +80,10 @@ def test_notes_reach_the_banner_once(monkeypatch):
 def test_write_results_records_mode_and_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_SMOKE", "1")
     env.run_settings({"subset": None}, smoke={"subset": 64})
-    path = env.write_results(tmp_path / "out" / "r.json", {"test_acc": 0.5})
+    path = env.write_results(tmp_path / "out" / "r.json", {"test_acc": 0.5},
+                             parameters={"SEED": 3})
     data = json.loads(path.read_text())
     assert data["test_acc"] == 0.5 and data["mode"] == "smoke"
     assert data["settings"] == {"subset": 64}
+    assert data["parameters"] == {"SEED": 3}
     assert env.write_results(None, {"x": 1}) is None

@@ -274,6 +274,8 @@ def test_alexnet_paper_init():
         "fc8": 0.0,
     }
     assert f.conv3.weight.std().item() == pytest.approx(0.01, rel=0.05)
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 67, 67)).shape == (2, 1000)
 
 
 def test_vgg_config_c_and_a_lrn():
@@ -325,6 +327,19 @@ def test_googlenet_aux_outputs_in_training_only():
     aux = model.aux1
     assert (aux.pool.kernel_size, aux.pool.stride, aux.conv.conv.out_channels) == (5, 3, 128)
     assert (aux.fc1.out_features, aux.dropout.p) == (1024, 0.7)
+
+
+def test_googlenet_training_step_reaches_the_aux_heads():
+    torch.manual_seed(0)
+    model = get_model("googlenet", aux_logits=True, num_classes=10)
+    x, y = torch.randn(2, 3, 96, 96), torch.tensor([1, 2])
+    logits, aux1, aux2 = model.train()(x)
+    loss = nn.functional.cross_entropy(logits, y)
+    loss = loss + 0.3 * sum(nn.functional.cross_entropy(a, y) for a in (aux1, aux2))
+    loss.backward()
+    aux_convs = [model.aux1.conv.conv, model.aux2.conv.conv]
+    for conv in [*aux_convs, model.inception3a.branch1x1.conv]:
+        assert torch.isfinite(conv.weight.grad).all() and conv.weight.grad.abs().sum() > 0
 
 
 def test_naive_inception_keeps_the_input_channels():

@@ -1,5 +1,5 @@
-"""GoogLeNet (Szegedy et al. 2015, "Going deeper with convolutions", Table 1, Figures
-2 and 3, Section 5).
+"""GoogLeNet (Szegedy et al., "Going deeper with convolutions", arXiv 2014 / CVPR 2015:
+Table 1, Figures 2 and 3, Section 5).
 
     conv1        7x7/2, 64                      112x112x64
     maxpool1     3x3/2, then LRN                56x56x64
@@ -13,7 +13,8 @@
     avgpool      7x7/1, dropout 0.4, fc         1x1x1024 -> num_classes
 
 The attribute names are the rows of Table 1, so per-row parameters and multiply-adds
-can be read off ``named_children()``. As in the paper there is no batch normalisation
+can be read off ``named_children()``; the multiply-adds match Table 1's "ops" column
+(inception 5a: 51M computed, the table prints 54M). As in the paper there is no batch normalisation
 (it came later, in Inception-v2); every convolution, including the 1x1 reductions, is
 followed by ReLU. 6,998,552 parameters at 1000 classes, 13,378,280 with the two
 auxiliary classifiers (``aux_logits=True``), which training adds to the loss with

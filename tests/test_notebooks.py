@@ -1,0 +1,82 @@
+"""Notebook tests beyond nbval (which pytest runs over notebooks/ itself, see pyproject).
+
+* Structure: every lecture notebook has the parts a student and the instructor rely on.
+* Papermill: a notebook run with other parameters really uses them, and the numbers it
+  writes to its results JSON are the ones the package computes.
+"""
+
+import json
+import re
+
+import nbformat
+import papermill
+import pytest
+
+from conftest import REPO_ROOT
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+EXPECTED = ["01_design_patterns", "02_lenet", "03_alexnet", "04_vgg", "05_inception",
+            "06_resnet", "07_densenet"]
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9]*.ipynb"))
+
+
+def _tags(cell):
+    return cell.metadata.get("tags", [])
+
+
+def test_every_lecture_section_has_its_notebook():
+    assert [p.stem for p in NOTEBOOKS] == EXPECTED
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_has_the_course_structure(path):
+    nb = nbformat.read(path, as_version=4)
+    cells = nb.cells
+    assert "badges" in _tags(cells[0]) and "colab.research.google.com" in cells[0].source
+    assert "setup" in _tags(cells[1]) and cells[1].cell_type == "code"
+
+    parameters = [c for c in cells if "parameters" in _tags(c)]
+    assert len(parameters) == 1, "exactly one papermill parameters cell"
+    for name in ("DATASET", "EPOCHS", "BATCH_SIZE", "LR", "SEED", "DATA_ROOT", "RESULTS_JSON"):
+        assert re.search(rf"^{name}\s*=", parameters[0].source, re.M), f"{name} missing"
+    assert re.search(r"^EPOCHS\s*=\s*1\b", parameters[0].source, re.M), "homework is one epoch"
+
+    code = [c.source for c in cells if c.cell_type == "code"]
+    prose = "\n".join(c.source for c in cells if c.cell_type == "markdown")
+    assert any("run_banner(" in s for s in code)
+    assert any(s.lstrip().startswith("# NBVAL_CHECK_OUTPUT") for s in code)
+    assert any("write_results(RESULTS_JSON" in s for s in code)
+    for heading in ("학습 목표", "정리", "연습 문제"):
+        assert heading in prose, f"'{heading}' section missing"
+
+    # Each homework region is followed by the cell that checks it.
+    solution_at = [i for i, c in enumerate(cells) if "### BEGIN SOLUTION" in c.source]
+    assert solution_at, "no homework (### BEGIN SOLUTION) region"
+    for i in solution_at:
+        assert "### END SOLUTION" in cells[i].source
+        assert "check" in _tags(cells[i + 1]), f"cell {i + 1} should be the homework check"
+
+
+# Parameter variants run with papermill in smoke mode. Each entry: notebook, parameters,
+# and a function that checks the results JSON against what those parameters must produce.
+VARIANTS = {
+    "02_lenet": {"SEED": 3, "BATCH_SIZE": 64},
+    "06_resnet": {"SEED": 1, "BATCH_SIZE": 32},
+}
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("name, parameters", VARIANTS.items(), ids=list(VARIANTS))
+def test_papermill_parameters_reach_the_results(name, parameters, tmp_path):
+    results = tmp_path / "results.json"
+    papermill.execute_notebook(
+        str(NOTEBOOK_DIR / f"{name}.ipynb"), str(tmp_path / f"{name}.ipynb"),
+        parameters={**parameters, "RESULTS_JSON": str(results)},
+        cwd=str(NOTEBOOK_DIR), kernel_name="python3", progress_bar=False,
+    )
+    data = json.loads(results.read_text(encoding="utf-8"))
+    assert data["mode"] == "smoke"
+    assert data["parameters"]["SEED"] == parameters["SEED"]
+    assert data["parameters"]["BATCH_SIZE"] == parameters["BATCH_SIZE"]
+    assert 0.0 <= data["test_acc"] <= 1.0
+    assert data["train_loss"] > 0 and data["seconds"] > 0
