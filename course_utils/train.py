@@ -15,9 +15,9 @@ does not, and why:
 * **Precision.** On CUDA: bf16 autocast where the GPU supports it, else fp16 autocast with a
   gradient scaler; channels_last memory format and cudnn.benchmark. On a CPU
   ``precision="auto"`` follows a table measured on the course machine (see
-  ``benchmarks/README.md``, "CPU precision policy"): bf16 autocast only pays off on CPUs
-  with native bf16 matrix instructions (AMX or AVX512-BF16) and only for models whose
-  convolutions are wide enough; small models stay in fp32.
+  ``benchmarks/README.md``, "CPU precision policy"): bf16 autocast on CPUs with native bf16
+  matrix instructions (AMX or AVX512-BF16), where it trained every course model faster,
+  fp32 elsewhere; channels_last on CPUs too.
 * **Robustness.** A checkpoint after every epoch (model, optimizer, scheduler, scaler, RNG
   states, History), written atomically; ``resume=True`` continues exactly where it stopped.
   Ctrl-C returns the History of the partly trained model. Out of GPU memory, a corrupted
@@ -57,6 +57,8 @@ __all__ = [
     "History",
     "resolve_precision",
     "cpu_supports_bf16",
+    "cpu_bf16_isa",
+    "use_channels_last",
     "TrainingDivergedError",
     "CheckpointError",
     "TrainingOutOfMemoryError",
@@ -188,25 +190,41 @@ def _jsonable(value: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- precision
-def cpu_supports_bf16() -> bool:
-    """True when this CPU has native bf16 matrix instructions (Intel AMX or AVX512-BF16).
-
-    Without them PyTorch emulates bf16 matmuls and autocast only adds conversions.
-    """
+def cpu_bf16_isa() -> str | None:
+    """The CPU's native bf16 matrix instructions: "amx" (Intel AMX tiles), "avx512_bf16"
+    (e.g. AMD Zen 4/5, Intel Cooper Lake) or None (PyTorch would emulate bf16)."""
     flags: set[str] = set()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("flags"):
                 flags = set(line.split(":", 1)[1].split())
                 break
-    return bool(flags & {"amx_bf16", "avx512_bf16"})
+    if "amx_bf16" in flags:
+        return "amx"
+    if "avx512_bf16" in flags:
+        return "avx512_bf16"
+    return None
 
 
-# Measured on the course machine (2-core AMD EPYC with AVX512-BF16, no AMX): bf16 autocast
-# trains faster than fp32 once a model does at least this many multiply-accumulates per
-# image; below it (LeNet-5, ResNet-18 at 32x32) the conversions cost more than the faster
-# matmuls save. Table and commands: benchmarks/README.md, "CPU precision policy".
-CPU_BF16_MIN_MACS = 1_000_000_000
+def cpu_supports_bf16() -> bool:
+    """True when bf16 matmuls run natively on this CPU (see :func:`cpu_bf16_isa`)."""
+    return cpu_bf16_isa() is not None
+
+
+# The CPU precision policy, from the table in benchmarks/README.md ("CPU precision policy",
+# produced by benchmarks/cpu_precision.py). On the course machine (2-core AMD EPYC with
+# AVX512-BF16, no AMX) bf16 autocast + channels_last trained every model of the course
+# faster than fp32, from LeNet-5 at 32x32 (1.4-1.6x) to ResNet-50 at 224x224 (2.6x): the
+# smallest model worth switching has 0 MACs per image. The threshold is kept per
+# instruction set so that a measurement on another CPU can raise it. AMX was not available
+# to measure; its bf16 tiles are faster than AVX512-BF16, so it gets the same rule.
+# Without native bf16 instructions bf16 is emulated and only adds conversions: fp32.
+CPU_BF16_MIN_MACS = {"avx512_bf16": 0, "amx": 0}
+# channels_last (NHWC) let oneDNN's convolutions skip layout reorders: faster for every
+# model in the table but AlexNet (0.7-1.0x; its big 11x11/stride-4 first layer and huge
+# fully connected layers gain nothing). One rule for all is simpler and costs AlexNet
+# little next to its bf16 gain.
+CPU_CHANNELS_LAST = True
 
 
 def resolve_precision(precision: str, device: torch.device | str,
@@ -214,9 +232,9 @@ def resolve_precision(precision: str, device: torch.device | str,
     """The precision a run actually uses: "fp32", "bf16" or "fp16".
 
     ``"auto"``: CUDA -> bf16 where supported, else fp16 (with a gradient scaler); CPU ->
-    bf16 when the CPU has native bf16 instructions and the model does at least
-    ``CPU_BF16_MIN_MACS`` multiply-accumulates per image, else fp32 (measured; see
-    ``benchmarks/README.md``); other devices -> fp32.
+    bf16 when the CPU has native bf16 instructions (:func:`cpu_bf16_isa`) and the model
+    does at least ``CPU_BF16_MIN_MACS[isa]`` multiply-accumulates per image, else fp32
+    (measured; see ``benchmarks/README.md``); other devices (Apple MPS) -> fp32.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -233,10 +251,17 @@ def resolve_precision(precision: str, device: torch.device | str,
         )
     if precision != "auto":
         return precision
-    if device.type == "cpu" and cpu_supports_bf16():
-        if macs_per_image is not None and macs_per_image >= CPU_BF16_MIN_MACS:
-            return "bf16"
+    isa = cpu_bf16_isa() if device.type == "cpu" else None
+    if isa is not None and (macs_per_image or 0) >= CPU_BF16_MIN_MACS[isa]:
+        return "bf16"
     return "fp32"
+
+
+def use_channels_last(device: torch.device | str) -> bool:
+    """NHWC memory format for convolutions: on CUDA (tensor cores want it) and on CPUs
+    (oneDNN; measured, see CPU_CHANNELS_LAST)."""
+    device = torch.device(device)
+    return device.type == "cuda" or (device.type == "cpu" and CPU_CHANNELS_LAST)
 
 
 def _autocast(device: torch.device, precision: str):
@@ -350,7 +375,7 @@ def evaluate(model: nn.Module, data: Iterable, precision: str = "auto") -> dict[
     if precision == "auto" and device.type == "cpu" and shape is not None:
         macs = _macs_per_image(_unwrap(model), shape)
     prec = resolve_precision(precision, device, macs)
-    channels_last = device.type == "cuda"
+    channels_last = use_channels_last(device)
     return _evaluate(model, data, device, prec, channels_last)
 
 
@@ -650,9 +675,10 @@ def fit(
             raise _with_data_context(err, train, (getattr(train, "batch_size", "N"), *shape)) \
                 from err
     prec = resolve_precision(precision, device, macs)
-    channels_last = device.type == "cuda"
+    channels_last = use_channels_last(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick kernels
+    if channels_last:
         net.to(memory_format=torch.channels_last)
     train = _place_data(train, device)
     if test is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -141,7 +142,10 @@ def test_lenet5_learns_the_bundled_sample_quickly():
     history = fit(model, train, test, epochs=3, progress=False)
     seconds = time.perf_counter() - started
     assert history.final["test_acc"] >= 0.90, history.final
-    assert seconds < 60
+    # "under a minute on 2 CPU cores" (~10 s on an idle one). When other jobs crowd the
+    # cores (load average far above the core count) wall time says nothing about fit.
+    overloaded = os.getloadavg()[0] > 2 * (os.cpu_count() or 1)
+    assert seconds < 60 or overloaded, f"{seconds:.0f} s"
     assert len(history.epochs) == 3
     # the loss went down and the History is complete
     assert history.epochs[-1]["train_loss"] < history.epochs[0]["train_loss"]
@@ -224,6 +228,16 @@ def test_history_save_load_roundtrip(tmp_path):
     assert json.loads(path.read_text())["final"]["test_acc"] == history.final["test_acc"]
     assert len(loaded.epochs) == 2 and loaded.epochs[1]["epoch"] == 2
     assert "History(" in repr(loaded)
+
+
+def test_history_plots_itself():
+    pytest.importorskip("course_utils.plots")
+    import matplotlib.pyplot as plt
+
+    train, test = toy_data(n=64, batch_size=32)
+    figure = fit(TinyCNN(), train, test, epochs=2, progress=False).plot()
+    assert len(figure.axes) >= 2
+    plt.close(figure)
 
 
 def test_toy_model_learns_and_records_read_points():
@@ -499,13 +513,23 @@ def test_scheduler_instance_and_callable():
 
 
 # --------------------------------------------------------------------------- precision
-def test_precision_policy():
+def test_precision_policy(monkeypatch):
     assert resolve_precision("fp32", "cpu") == "fp32"
     assert resolve_precision("bf16", "cpu") == "bf16"
-    assert resolve_precision("auto", "cpu", macs_per_image=400_000) == "fp32"  # LeNet-5
-    big = train_mod.CPU_BF16_MIN_MACS * 2
-    expected = "bf16" if train_mod.cpu_supports_bf16() else "fp32"
-    assert resolve_precision("auto", "cpu", macs_per_image=big) == expected
+    # a CPU with native bf16 (the measured table) -> bf16; without -> fp32 (emulated bf16)
+    monkeypatch.setattr(train_mod, "cpu_bf16_isa", lambda: "avx512_bf16")
+    assert resolve_precision("auto", "cpu", macs_per_image=400_000) == "bf16"  # LeNet-5
+    monkeypatch.setitem(train_mod.CPU_BF16_MIN_MACS, "avx512_bf16", 10**9)
+    assert resolve_precision("auto", "cpu", macs_per_image=400_000) == "fp32"
+    assert resolve_precision("auto", "cpu", macs_per_image=4 * 10**9) == "bf16"
+    monkeypatch.setattr(train_mod, "cpu_bf16_isa", lambda: None)
+    assert resolve_precision("auto", "cpu", macs_per_image=4 * 10**9) == "fp32"
+    assert resolve_precision("auto", "mps") == "fp32"
+    assert train_mod.use_channels_last("cuda") and train_mod.use_channels_last("cpu")
+
+
+def test_cpu_flags_are_read():
+    assert train_mod.cpu_bf16_isa() in (None, "amx", "avx512_bf16")
 
 
 def test_bf16_training_on_cpu_runs():
