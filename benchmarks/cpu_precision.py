@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from course_utils.analysis import count_macs
 from course_utils.models import get_model
-from course_utils.train import cpu_supports_bf16, resolve_precision
+from course_utils.train import cpu_supports_bf16, resolve_precision, use_channels_last
 
 # (model, image size, batch size): the course's models at the sizes its notebooks train at
 # on a CPU (small) and at their native size (large). Batch sizes keep one step near a second.
@@ -81,6 +81,10 @@ def measure(name: str, size: int, batch: int, rounds: int, steps: int) -> dict:
     return {"macs": macs, "median": median, "batch": batch}
 
 
+def _rate(images_per_s: float) -> str:
+    return f"{images_per_s:.0f}" if images_per_s >= 100 else f"{images_per_s:.3g}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="*", help="configs as model@size, e.g. lenet5@32")
@@ -106,11 +110,12 @@ def main() -> None:
         r = measure(name, size, batch, args.rounds, args.steps)
         ips = {v: batch / t for v, t in r["median"].items()}
         base = ips[("fp32", False)]
-        cells = [f"{ips[v]:.3g}" if v == ("fp32", False) else f"{ips[v]:.3g} ({ips[v] / base:.2f}x)"
-                 for v in VARIANTS]
+        cells = [_rate(ips[v]) if v == ("fp32", False) else
+                 f"{_rate(ips[v])} ({ips[v] / base:.2f}x)" for v in VARIANTS]
         speedup = ips[("bf16", False)] / base
         print(f"| {name} @ {size} | {batch} | {r['macs'] / 1e9:.4f} | " + " | ".join(cells)
-              + f" | {speedup:.2f} | {resolve_precision('auto', 'cpu', r['macs'])} |",
+              + f" | {speedup:.2f} | {resolve_precision('auto', 'cpu', r['macs'])}"
+              + ("+CL" if use_channels_last("cpu") else "") + " |",
               flush=True)
 
 

@@ -164,10 +164,11 @@ def banner_text(title: str | None = None, **extra: Any) -> str:
 
 
 def write_results(path: str | os.PathLike | None, results: dict[str, Any],
-                  parameters: dict[str, Any] | None = None) -> Path | None:
+                  parameters: dict[str, Any] | None = None) -> None:
     """Write a notebook's headline numbers as JSON (papermill tests read them back).
 
-    ``None`` writes nothing. The run mode, the chosen settings and the notebook's
+    ``None`` writes nothing. Returns nothing, so a notebook's last cell shows only the
+    line printed here. The run mode, the chosen settings and the notebook's
     ``parameters`` (the values of its papermill parameters cell) are added, so that a reader
     knows what produced the numbers.
     """
@@ -179,4 +180,4 @@ def write_results(path: str | os.PathLike | None, results: dict[str, Any],
                "settings": dict(_last_settings), "notes": list(_notes), **results}
     path.write_text(json.dumps(payload, indent=2, default=str, ensure_ascii=False) + "\n",
                     encoding="utf-8")
-    return path
+    print(f"results written to {path}")

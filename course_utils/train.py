@@ -240,7 +240,9 @@ def resolve_precision(precision: str, device: torch.device | str,
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     device = torch.device(device)
     if device.type == "cuda":
-        bf16_ok = torch.cuda.is_bf16_supported()
+        # Native bf16 needs Ampere (compute capability 8.0) or newer. Newer torch versions'
+        # is_bf16_supported() also say yes on a T4 (7.5), where bf16 is only emulated.
+        bf16_ok = torch.cuda.get_device_capability(device)[0] >= 8
         if precision == "auto":
             return "bf16" if bf16_ok else "fp16"
         return precision
@@ -423,7 +425,7 @@ def default_lr(model: nn.Module, optimizer: str = "sgd") -> float:
 
 
 def _make_optimizer(optimizer: Any, model: nn.Module, lr: float | None, momentum: float,
-                    weight_decay: float | None) -> torch.optim.Optimizer:
+                    weight_decay: float | None, device: torch.device) -> torch.optim.Optimizer:
     if isinstance(optimizer, torch.optim.Optimizer):
         if lr is not None:
             raise ValueError("lr was given together with an optimizer instance; set the "
@@ -434,13 +436,19 @@ def _make_optimizer(optimizer: Any, model: nn.Module, lr: float | None, momentum
                          f"got {optimizer!r}")
     name = optimizer.lower()
     lr = default_lr(model, name) if lr is None else lr
-    params = model.parameters()
     wd = DEFAULT_WEIGHT_DECAY[name] if weight_decay is None else weight_decay
+    kind = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name]
+    kwargs = {"lr": lr, "weight_decay": wd}
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=wd)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+        kwargs["momentum"] = momentum
+    if device.type == "cuda":
+        # Fused CUDA kernels: one launch for all parameters, and the fp16 gradient scaler
+        # can hand them its inf check on the device instead of syncing with .item().
+        try:
+            return kind(model.parameters(), fused=True, **kwargs)
+        except (TypeError, RuntimeError, ValueError):  # older torch: no fused SGD
+            pass
+    return kind(model.parameters(), **kwargs)
 
 
 # --------------------------------------------------------------------------- schedules
@@ -602,11 +610,18 @@ def _check_arguments(epochs, lr, momentum, weight_decay, label_smoothing, aux_we
 
 def _choose_device(train: Any, devices: Any) -> torch.device:
     if devices in ("auto", "all"):
-        if devices == "all" and torch.cuda.is_available():
-            return torch.device("cuda")
         data_device = getattr(train, "device", None)
-        return torch.device(data_device) if data_device is not None else env.get_device()
-    return torch.device(devices)
+        if devices == "all" and torch.cuda.is_available():
+            device = torch.device("cuda")
+        elif data_device is not None:
+            device = torch.device(data_device)
+        else:
+            device = env.get_device()
+    else:
+        device = torch.device(devices)
+    if device.type == "cuda" and device.index is None:  # "cuda" -> "cuda:0", comparable
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 def fit(
@@ -688,7 +703,7 @@ def fit(
         runner = nn.DataParallel(net)  # splits each batch over the GPUs (Kaggle's 2xT4)
 
     # ---- optimizer, schedule, scaler
-    opt = _make_optimizer(optimizer, net, lr, momentum, weight_decay)
+    opt = _make_optimizer(optimizer, net, lr, momentum, weight_decay, device)
     try:
         steps_per_epoch = len(train)  # type: ignore[arg-type]
     except TypeError:
@@ -733,7 +748,11 @@ def fit(
         saved = History.from_dict(state["history"])
         history.steps, history.epochs = saved.steps, saved.epochs
         start_epoch, global_step = int(state["epoch"]), int(state["step"])
-        if progress:
+        if progress and start_epoch >= epochs:
+            print(f"[fit] {ckpt_path} already holds {start_epoch} epoch(s) (epochs={epochs}): "
+                  f"nothing to train. Pass a larger epochs to continue, or resume=False to "
+                  f"start over.")
+        elif progress:
             print(f"[fit] resumed from {ckpt_path} after epoch {start_epoch} "
                   f"(step {global_step}).")
 

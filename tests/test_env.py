@@ -80,8 +80,8 @@ def test_notes_reach_the_banner_once(monkeypatch):
 def test_write_results_records_mode_and_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_SMOKE", "1")
     env.run_settings({"subset": None}, smoke={"subset": 64})
-    path = env.write_results(tmp_path / "out" / "r.json", {"test_acc": 0.5},
-                             parameters={"SEED": 3})
+    path = tmp_path / "out" / "r.json"
+    assert env.write_results(path, {"test_acc": 0.5}, parameters={"SEED": 3}) is None
     data = json.loads(path.read_text())
     assert data["test_acc"] == 0.5 and data["mode"] == "smoke"
     assert data["settings"] == {"subset": 64}
