@@ -22,6 +22,8 @@ does not, and why:
   states, History), written atomically; ``resume=True`` continues exactly where it stopped.
   Ctrl-C returns the History of the partly trained model. Out of GPU memory, a corrupted
   checkpoint or a diverging loss raise errors that say what to do next.
+* **Multi-GPU.** ``devices="all"`` splits every batch over all visible GPUs with torch's
+  ``nn.DataParallel`` (Kaggle's 2xT4); fused optimizers on CUDA.
 * **The lecture's schedules**: LeNet-5's piecewise rate, step decay, reduce-on-plateau /10
   (AlexNet, VGG, ResNet), GoogLeNet's 4 % every 8 epochs, and one-cycle for the one-epoch
   homework. GoogLeNet's auxiliary classifiers are trained with weight ``aux_weight``.
@@ -68,6 +70,7 @@ __all__ = [
     "SCHEDULES",
     "PRECISIONS",
     "LENET5_PAPER_LR",
+    "lenet5_factor",
 ]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -660,7 +663,9 @@ def fit(
                   training mode (GoogLeNet: 0.3).
     precision     "auto" | "fp32" | "bf16" | "fp16" (see :func:`resolve_precision`).
     checkpoint    file to write after every epoch; with ``resume=True`` an existing file is
-                  loaded first and training continues from the epoch after it.
+                  loaded first and training continues from the epoch after it, exactly as if
+                  it had not stopped (keep the other arguments; a one-cycle schedule keeps
+                  the length it was built with).
     seed          seeds torch/NumPy/Python at the start (dropout, anything random inside
                   the model); the data's order depends on the data's own seed and the epoch.
     devices       "auto": the data's device (else the best available); "all": every visible

@@ -406,6 +406,14 @@ def test_image_too_small_for_the_model_keeps_the_models_message():
     assert "load_data" in str(info.value) and "toy" in str(info.value)
 
 
+def test_lenet5_on_28x28_mnist_says_to_pad_to_32():
+    data = pytest.importorskip("course_utils.data")
+    train, test = data.load_data("sample", image_size=None, device="cpu")  # native 28x28
+    with pytest.raises(ValueError, match="image_size=32") as info:
+        fit(lenet5(), train, test, progress=False)
+    assert "(128, 1, 28, 28)" in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
