@@ -62,8 +62,32 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- plumbing
+_inline_ready = False
+
+
+def _enable_notebook_display() -> None:
+    """Make Jupyter draw our pyplot-free figures as images.
+
+    IPython registers the PNG formatter for ``matplotlib.figure.Figure`` only when the inline
+    backend is activated, which normally happens at the first *pyplot* figure; before that, a
+    figure returned by this module shows as ``<Figure size ...>`` text. Activate it once.
+    """
+    global _inline_ready
+    if _inline_ready:
+        return
+    _inline_ready = True
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and hasattr(shell, "kernel"):  # a Jupyter kernel, not a terminal
+        shell.run_line_magic("matplotlib", "inline")
+
+
 def _new_figure(show: bool, **kwargs: Any) -> Figure:
     """A figure outside pyplot (no double display, no leak), or a pyplot one to ``show``."""
+    _enable_notebook_display()
     kwargs.setdefault("layout", "constrained")
     if show:
         import matplotlib.pyplot as plt

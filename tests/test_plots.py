@@ -196,3 +196,22 @@ def test_bubble_chart(tmp_path):
     _png(fig, tmp_path)
     with pytest.raises(ValueError):
         bubble_chart([{"name": "x"}])
+
+
+def test_a_fresh_kernel_shows_our_figures_as_images(tmp_path):
+    """Figures made without pyplot must still render as PNG in a new Jupyter kernel
+    (IPython registers the Figure formatter only with the inline backend)."""
+    import nbformat
+    import papermill
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "from course_utils import plots\n"
+        "plots.plot_history({'steps': [{'step': 1, 'epoch': 1, 'loss': 1.0, 'acc': 0.5}],\n"
+        "                    'epochs': [{'epoch': 1, 'train_loss': 1.0, 'train_acc': 0.5,\n"
+        "                                'test_loss': 1.1, 'test_acc': 0.4}]})")]
+    nbformat.write(nb, tmp_path / "in.ipynb")
+    out = papermill.execute_notebook(str(tmp_path / "in.ipynb"), str(tmp_path / "out.ipynb"),
+                                     kernel_name="python3", progress_bar=False)
+    kinds = [kind for output in out.cells[0].outputs for kind in output.get("data", {})]
+    assert "image/png" in kinds
