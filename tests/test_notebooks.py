@@ -7,14 +7,13 @@
 
 import json
 import re
+from pathlib import Path
 
 import nbformat
 import papermill
 import pytest
 
-from conftest import REPO_ROOT
-
-NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 EXPECTED = ["01_design_patterns", "02_lenet", "03_alexnet", "04_vgg", "05_inception",
             "06_resnet", "07_densenet"]
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9]*.ipynb"))
