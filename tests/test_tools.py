@@ -327,10 +327,11 @@ def test_set_repo_url_rewrites_pyproject_badges_setup_and_readme(root, capsys):
     assert data["tool"]["course"]["ref"] == "v2025.1"
     assert data["project"]["dependencies"] == tools._load_toml(original)["project"]["dependencies"]
     old_line = 'Repository = "https://github.com/deep-learning-systems/advanced-cnn-course"'
-    assert old_line in original  # only that line changes; the [tool.course] table is added
+    assert old_line in original and 'ref = "main"' in original
+    # only the two lines change: the URL and the ref in [tool.course]
     assert text == original.replace(
-        old_line, 'Repository = "https://github.com/someone/cnn-course"').rstrip("\n") \
-        + '\n\n[tool.course]\nref = "v2025.1"\n'
+        old_line, 'Repository = "https://github.com/someone/cnn-course"').replace(
+        'ref = "main"', 'ref = "v2025.1"')
 
     nb = nbformat.read(root / "notebooks" / "02_lenet.ipynb", as_version=4)
     badges, setup = nb.cells[0].source, nb.cells[1].source
