@@ -5,6 +5,7 @@
 #   make notebooks SMOKE=1    the same in the fast smoke configuration (COURSE_SMOKE=1)
 #   make test                 ruff + pytest (unit tests, nbval and papermill, smoke mode)
 #   make homework / make html student versions / HTML exports (see README)
+#   make grade SUBMISSIONS="a.ipynb b.ipynb"   re-execute and grade submissions
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -19,12 +20,13 @@ SMOKE_FLAG := --smoke
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help notebooks test lint homework html venv clean
+.PHONY: help notebooks test lint homework grade html venv clean
 
 help:
 	@echo "make notebooks [SMOKE=1]   run all notebooks and save them with outputs"
 	@echo "make test                  lint + unit tests + notebook tests (smoke mode)"
 	@echo "make homework              student versions in $(HOMEWORK_DIR)"
+	@echo "make grade SUBMISSIONS=\"a.ipynb b.ipynb\"  re-run and grade submissions"
 	@echo "make html                  HTML exports in $(HTML_DIR)"
 
 # --- environment -----------------------------------------------------------------------
@@ -38,9 +40,13 @@ $(VENV)/.installed-notebooks: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[notebooks]'
 	@touch $@
 
+$(VENV)/.installed-instructor: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[instructor]'
+	@touch $@ $(VENV)/.installed-notebooks
+
 $(VENV)/.installed-dev: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev]'
-	@touch $@ $(VENV)/.installed-notebooks
+	@touch $@ $(VENV)/.installed-notebooks $(VENV)/.installed-instructor
 
 venv: $(VENV)/.installed-dev
 
@@ -56,8 +62,14 @@ lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check .
 
 # --- instructor tools ----------------------------------------------------------------------
-homework: $(VENV)/.installed-notebooks
+homework: $(VENV)/.installed-instructor
 	$(PY) -m course_utils.tools homework --out $(HOMEWORK_DIR) $(NOTEBOOKS)
+
+# Grading executes the students' code (in a throwaway folder, scrubbed environment, timeouts):
+# see README, "Grading". make grade SUBMISSIONS="a.ipynb b.ipynb" [SMOKE=1]
+grade: $(VENV)/.installed-instructor
+	@test -n "$(SUBMISSIONS)" || { echo 'usage: make grade SUBMISSIONS="a.ipynb b.ipynb"'; exit 2; }
+	$(PY) -m course_utils.tools grade $(SMOKE_FLAG) $(SUBMISSIONS)
 
 html: $(VENV)/.installed-notebooks
 	$(PY) -m course_utils.tools html --out $(HTML_DIR) $(NOTEBOOKS)

@@ -8,6 +8,7 @@ Run as ``python -m course_utils.tools <command>``::
     homework --out DIR [NOTEBOOK ...]            student versions: solutions become stubs
     check SUBMISSION.ipynb [--smoke] [--timeout S] [--total-timeout S] [--expect NAME]
                                                  run a student's notebook, report each exercise
+    grade SUBMISSION.ipynb ... [--smoke]         check each; exit status 1 if any fails
     html --out DIR [NOTEBOOK ...]                HTML pages of the executed notebooks
     set-repo-url URL [--ref REF]                 change the repository URL everywhere
     sync                                         rewrite badges/setup cells/README from pyproject
@@ -48,6 +49,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+
+from .homework import PROBE_MARK
 
 # --------------------------------------------------------------------------------------
 # Names shared with the notebooks
@@ -396,62 +399,43 @@ def sync(root: Path, notebooks: Iterable[Path] | None = None, quiet: bool = Fals
 # Homework: solutions out, stubs in (as nbgrader does)
 # --------------------------------------------------------------------------------------
 
-def strip_solutions(source: str, stub: tuple[str, ...] = CODE_STUB) -> tuple[str, int]:
-    """Replace each BEGIN/END SOLUTION region by ``stub``, indented like the BEGIN line.
-
-    Returns the new source and how many regions were replaced. Unbalanced markers raise
-    ``ToolError``: a half-removed solution is worse than none.
-    """
-    out, regions, inside = [], 0, False
-    for line in source.splitlines():
-        stripped = line.strip()
-        if stripped == BEGIN_SOLUTION:
-            if inside:
-                raise ToolError(f"{BEGIN_SOLUTION} inside another solution region")
-            inside = True
-            regions += 1
-            indent = line[: len(line) - len(line.lstrip())]
-            out.extend(indent + s for s in stub)
-        elif stripped == END_SOLUTION:
-            if not inside:
-                raise ToolError(f"{END_SOLUTION} without {BEGIN_SOLUTION}")
-            inside = False
-        elif not inside:
-            out.append(line)
-    if inside:
-        raise ToolError(f"{BEGIN_SOLUTION} without {END_SOLUTION}")
-    return "\n".join(out), regions
-
-
-def clear_outputs(nb: nbformat.NotebookNode) -> None:
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
+def _student_preprocessors():
+    """nbgrader's ClearSolutions (BEGIN/END SOLUTION regions become the stub) and
+    ClearOutput. ``enforce_metadata=False``: the course marks exercises by the delimiters and
+    tags, not by nbgrader's cell metadata (students never see nbgrader)."""
+    try:
+        from nbgrader.preprocessors import ClearOutput, ClearSolutions
+    except ImportError as error:
+        raise ToolError("building student versions needs nbgrader, an instructor "
+                        "dependency: pip install -e '.[instructor]' (make does it)") from error
+    stub = "\n".join(CODE_STUB)
+    return [ClearSolutions(enforce_metadata=False, code_stub={"python": stub},
+                           text_stub=MARKDOWN_STUB[0]), ClearOutput()]
 
 
 def make_homework(nb: nbformat.NotebookNode, name: str) -> tuple[nbformat.NotebookNode, int]:
     """The student version of a notebook and the number of exercises in it."""
     student = copy.deepcopy(nb)
-    exercises = 0
+    student.metadata.setdefault("kernelspec", {"name": "python3", "language": "python",
+                                               "display_name": "Python 3"})
+    regions = []
     for index, cell in enumerate(student.cells):
-        if cell.cell_type not in ("code", "markdown"):
-            continue
-        stub = CODE_STUB if cell.cell_type == "code" else MARKDOWN_STUB
-        try:
-            cell.source, regions = strip_solutions(cell.source, stub)
-        except ToolError as error:
-            raise ToolError(
-                f"{name}, cell {index + 1} (`{first_line(cell.source)}`): {error}") from None
-        if regions and cell.cell_type == "code":
-            exercises += 1
+        begins, ends = cell.source.count(BEGIN_SOLUTION), cell.source.count(END_SOLUTION)
+        if begins != ends:  # a half-removed solution is worse than none
+            raise ToolError(f"{name}, cell {index + 1} (`{first_line(cell.source)}`): "
+                            f"{begins} {BEGIN_SOLUTION} but {ends} {END_SOLUTION}")
+        regions.append(cell.cell_type == "code" and begins > 0)
+    resources: dict = {}
+    for preprocessor in _student_preprocessors():
+        student, resources = preprocessor.preprocess(student, resources)
+    for cell, had_solution in zip(student.cells, regions, strict=True):
+        if had_solution:
             tags = cell.metadata.setdefault("tags", [])
             if SOLUTION_TAG not in tags:
                 tags.append(SOLUTION_TAG)
-    clear_outputs(student)
     strip_metadata(student)
     student.metadata.setdefault("course", {})["id"] = name
-    return student, exercises
+    return student, sum(regions)
 
 
 def homework(root: Path, out: Path, notebooks: list[Path]) -> None:
@@ -642,15 +626,19 @@ def sync_problems(nb: nbformat.NotebookNode, config: RepoConfig, name: str) -> l
 # --------------------------------------------------------------------------------------
 
 @contextmanager
-def current_python_kernel(env: dict[str, str] | None = None) -> Iterator[str]:
+def current_python_kernel(env: dict[str, str] | None = None,
+                          scrub: bool = False) -> Iterator[str]:
     """A ``python3`` kernel that runs *this* interpreter, whatever kernelspecs the user has.
 
     A kernelspec written to a temporary folder at the front of JUPYTER_PATH shadows user-
     or system-wide ``python3`` specs that could point at another environment. ``env``
-    entries are set for the kernel too (``None`` values unset a variable).
+    entries are set for the kernel too (``None`` values unset a variable); with ``scrub``
+    the kernel gets ``env`` and nothing else of this process's environment.
     """
     saved = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="course-kernel-") as folder:
+        if scrub:
+            os.environ.clear()
         spec_dir = Path(folder) / "kernels" / "python3"
         spec_dir.mkdir(parents=True)
         try:  # ipykernel's own spec for this interpreter (argv[0] is sys.executable)
@@ -662,7 +650,8 @@ def current_python_kernel(env: dict[str, str] | None = None) -> Iterator[str]:
         spec["display_name"] = "Python 3 (ipykernel)"
         (spec_dir / "kernel.json").write_text(json.dumps(spec), encoding="utf-8")
         os.environ["JUPYTER_PATH"] = os.pathsep.join(
-            [folder] + ([saved["JUPYTER_PATH"]] if saved.get("JUPYTER_PATH") else []))
+            [folder] + ([saved["JUPYTER_PATH"]] if saved.get("JUPYTER_PATH") and not scrub
+                        else []))
         os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # quiet debugger warning
         for key, value in (env or {}).items():
             if value is None:
@@ -782,19 +771,20 @@ def describe_exception(error: BaseException) -> str:
 # check: grade a student's submission
 # --------------------------------------------------------------------------------------
 
-PROBE_MARK = "__course_probe__"
-# Appended to the executed copy: the final metrics of every History in the namespace.
-PROBE_SOURCE = f"""\
-def _course_probe():
-    import json
-    found = {{}}
-    for name, value in list(globals().items()):
-        final = getattr(value, "final", None) if type(value).__name__ == "History" else None
-        if isinstance(final, dict):
-            found[name] = {{k: v for k, v in final.items()
-                           if v is None or isinstance(v, (int, float, str, bool))}}
-    print("{PROBE_MARK}" + json.dumps(found))
-_course_probe()"""
+# Added after every check cell that calls check_homework: the grader's own measurement of
+# the model the submission trained (course_utils.homework.grader_probe), never a number the
+# notebook printed or stored.
+PROBE_SOURCE = """\
+from course_utils.homework import grader_probe as _course_grader_probe
+_course_grader_probe({name!r})"""
+GRADED_CHECK = "check_homework("
+
+# The only variables a submission's kernel inherits (grading runs student code): no
+# instructor HOME, tokens or credentials. HOME, TMPDIR and the caches point into the
+# throwaway folder.
+KERNEL_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "CUDA_VISIBLE_DEVICES",
+                   "OMP_NUM_THREADS", "MKL_NUM_THREADS", "COURSE_SMOKE", "COURSE_DATA",
+                   "COURSE_CACHE", "SYSTEMROOT")
 
 
 @dataclass
@@ -840,8 +830,12 @@ class Outcome:
     reason: str
 
 
-def judge(nb: nbformat.NotebookNode, exercise: Exercise, ran: set[int]) -> Outcome:
-    """Pass/fail for one exercise of an executed notebook, with the reason."""
+def judge(nb: nbformat.NotebookNode, exercise: Exercise, ran: set[int],
+          measured: dict[int, dict] | None = None) -> Outcome:
+    """Pass/fail for one exercise of an executed notebook, with the reason.
+
+    A graded check (one that calls ``check_homework``) passes only when the grader's own
+    measurement after it (``measured[check cell]``) passed too."""
     if exercise.solution is not None:
         error = _error_output(nb.cells[exercise.solution])
         if error is not None:
@@ -852,11 +846,29 @@ def judge(nb: nbformat.NotebookNode, exercise: Exercise, ran: set[int]) -> Outco
                                   f"{short(error.get('evalue', ''))}")
     if exercise.check not in ran:
         return Outcome(False, "the check cell was never run (execution stopped earlier)")
+    graded = GRADED_CHECK in nb.cells[exercise.check].source
+    found = (measured or {}).get(exercise.check)
+    if graded and found is not None and not found.get("passed"):
+        return Outcome(False, "the grader's measurement failed: "
+                              + " | ".join(short(p, 400) for p in found.get("problems", [])))
     error = _error_output(nb.cells[exercise.check])
     if error is not None:
         return Outcome(False, f"the check failed with {error.get('ename')}: "
-                              f"{short(error.get('evalue', ''))}")
-    return Outcome(True, "the check passed")
+                              f"{short(error.get('evalue', ''), 600)}")
+    if graded and found is None:
+        return Outcome(False, "the grader could not measure the trained model (its probe "
+                              "after the check did not run)")
+    return Outcome(True, "the check passed" + (" and the grader's measurement agrees"
+                                               if graded else ""))
+
+
+def _measurement_line(found: dict) -> str:
+    if "test_acc" not in found:
+        return "    measured by the grader: nothing to measure (no HomeworkRun)"
+    return (f"    measured by the grader: test accuracy {found['test_acc']:.2%} on "
+            f"{found.get('test_images') or '?'} test images (minimum {found['minimum']:.0%}), "
+            f"{found['steps']} optimizer steps (one epoch: {found['expected_steps']}), "
+            f"{found['images']:,} training images in train mode, {found['device']}")
 
 
 def _read_submission(path: Path) -> nbformat.NotebookNode:
@@ -998,14 +1010,16 @@ def _execute_submission(nb, name: str, workdir: Path, smoke: bool, timeout: floa
     nb.metadata["papermill"] = {}  # parameterize_notebook records the parameters there
     run_nb = parameterize_notebook(nb, {RESULTS_PARAMETER: str(results_path)},
                                    kernel_name="python3", language="python")
-    # A probe after each check cell and at the end: the accuracy is known even when a later
+    # The grader's measurement right after each graded check cell: known even when a later
     # cell hangs and the kernel has to be stopped.
     cells = []
     for cell in run_nb.cells:
         cells.append(cell)
-        if has_tag(cell, CHECK_TAG):
-            cells.append(nbformat.v4.new_code_cell(PROBE_SOURCE))
-    run_nb.cells = cells + [nbformat.v4.new_code_cell(PROBE_SOURCE)]
+        if has_tag(cell, CHECK_TAG) and GRADED_CHECK in cell.source:
+            probe = nbformat.v4.new_code_cell(PROBE_SOURCE.format(name=name))
+            probe.metadata["course_probe_for"] = cell.metadata["course_index"]
+            cells.append(probe)
+    run_nb.cells = cells
     write_notebook(run_nb, notebooks / f"{name}.ipynb")
 
     deadline = time.monotonic() + total_timeout
@@ -1019,7 +1033,12 @@ def _execute_submission(nb, name: str, workdir: Path, smoke: bool, timeout: floa
     def on_start(cell, cell_index, **_):
         state["cell"] = cell_index
 
-    env = {"COURSE_SMOKE": "1" if smoke else os.environ.get("COURSE_SMOKE")}
+    home = workdir / "home"
+    (home / "tmp").mkdir(parents=True)
+    env = {key: os.environ[key] for key in KERNEL_ENV_KEEP if key in os.environ}
+    env.update(HOME=str(home), TMPDIR=str(home / "tmp"), XDG_CACHE_HOME=str(home / ".cache"),
+               MPLCONFIGDIR=str(home / ".matplotlib"), IPYTHONDIR=str(home / ".ipython"),
+               COURSE_SMOKE="1" if smoke else os.environ.get("COURSE_SMOKE", ""))
     # The notebooks look for ./data (beside them); in the temporary folder there is none, so
     # point $COURSE_DATA at the repository's data folder unless the caller chose one.
     local_data = [d for d in (root / "notebooks" / "data", root / "data") if d.is_dir()]
@@ -1034,7 +1053,7 @@ def _execute_submission(nb, name: str, workdir: Path, smoke: bool, timeout: floa
     stopped = None
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     kernel_log = workdir / "kernel.log"  # the kernel's own stderr, kept out of the report
-    with current_python_kernel(env) as kernel, kernel_log.open("wb") as log:
+    with current_python_kernel(env, scrub=True) as kernel, kernel_log.open("wb") as log:
         client.kernel_name = kernel
         try:
             client.execute(stderr=log)
@@ -1051,22 +1070,19 @@ def _execute_submission(nb, name: str, workdir: Path, smoke: bool, timeout: floa
             stopped = ("error", state["cell"], describe_exception(error) + last)
     seconds = time.perf_counter() - start
 
-    histories = {}
+    measured = {}  # submission cell index of the check -> the grader's measurement
     for cell in run_nb.cells:
-        for output in cell.get("outputs", []) if cell.source == PROBE_SOURCE else []:
+        if "course_probe_for" not in cell.metadata:
+            continue
+        for output in cell.get("outputs", []):
             text = output.get("text", "")
             if output.get("output_type") == "stream" and PROBE_MARK in text:
                 try:
                     found = json.loads(text.split(PROBE_MARK, 1)[1].strip().splitlines()[0])
                 except (json.JSONDecodeError, IndexError):
-                    found = {}
-                histories.update(found)
-    results = {"histories": histories}
-    if results_path.is_file():
-        try:
-            results["json"] = json.loads(results_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            pass
+                    continue
+                measured[cell.metadata["course_probe_for"]] = found
+    results = {"measured": measured}
 
     # Back to the submission's own cells (no injected parameters, no probe).
     executed = copy.deepcopy(run_nb)
@@ -1086,35 +1102,15 @@ def _execute_submission(nb, name: str, workdir: Path, smoke: bool, timeout: floa
     return executed, ran, stopped, seconds, results
 
 
-def _accuracy(results: dict) -> tuple[float, str] | None:
-    """The homework's one-epoch test accuracy: ``history`` first, then RESULTS_JSON."""
-    histories = results.get("histories", {})
-    for name in ["history", *sorted(histories)]:
-        value = histories.get(name, {}).get("test_acc")
-        if isinstance(value, (int, float)):
-            return float(value), f'{name}.final["test_acc"]'
-
-    def search(obj, trail):
-        if isinstance(obj, dict):
-            for key, value in obj.items():
-                if key in ("test_acc", "accuracy", "acc") and isinstance(value, (int, float)):
-                    return float(value), trail + key
-                found = search(value, trail + key + ".")
-                if found:
-                    return found
-        return None
-
-    return search(results.get("json", {}), "RESULTS_JSON: ")
-
-
 def _report(submission, name, executed, exercises, ran, stopped, seconds, results, smoke,
             notes) -> CheckReport:
     lines = [f"Checked {submission.name} as course notebook {name} "
              f"({'smoke' if smoke else 'normal'} run, {seconds:.0f} s)."]
     all_passed = True
     exercise_cells = set()
-    for exercise in exercises:
-        outcome = judge(executed, exercise, ran)
+    measured = results.get("measured", {})
+    outcomes = [judge(executed, exercise, ran, measured) for exercise in exercises]
+    for exercise, outcome in zip(exercises, outcomes, strict=True):
         all_passed &= outcome.passed
         exercise_cells |= {exercise.check, exercise.solution}
         title = f" \u00ab{exercise.title}\u00bb" if exercise.title else ""
@@ -1122,6 +1118,8 @@ def _report(submission, name, executed, exercises, ran, stopped, seconds, result
         where = f"cell {cell + 1}"
         lines.append(f"  exercise {exercise.number}{title} ({where}): "
                      f"{'PASSED' if outcome.passed else 'FAILED'} - {outcome.reason}")
+        if exercise.check in measured:
+            lines.append(_measurement_line(measured[exercise.check]))
     lines += [f"  note: {n}" for n in notes]
     if stopped:
         kind, index, why = stopped
@@ -1141,14 +1139,7 @@ def _report(submission, name, executed, exercises, ran, stopped, seconds, result
         source = first_line(executed.cells[index].source)
         lines.append(f"  other errors: cell {index + 1} (`{source}`) raised {error.get('ename')}: "
                      f"{short(error.get('evalue', ''), 200)}{more}")
-    accuracy = _accuracy(results)
-    if accuracy:
-        value, source = accuracy
-        text = f"{value:.2%}" if value <= 1 else f"{value:.2f}"
-        lines.append(f"  one-epoch test accuracy: {text} ({source})")
-    else:
-        lines.append("  one-epoch test accuracy: not available (no trained History found)")
-    passed = sum(judge(executed, e, ran).passed for e in exercises)
+    passed = sum(outcome.passed for outcome in outcomes)
     lines.append(f"Result: {passed} of {len(exercises)} exercise(s) passed"
                  + ("." if all_passed else "; see above."))
     return CheckReport(0 if all_passed else 1, "\n".join(lines))
@@ -1222,6 +1213,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expect", choices=COURSE_NOTEBOOKS, default=None,
                    help="refuse a submission of another course notebook")
 
+    p = commands.add_parser(
+        "grade", help="check several submissions (make grade SUBMISSIONS=...); exit 1 if any "
+        "exercise fails, 2 if a file cannot be checked")
+    p.add_argument("submissions", type=Path, nargs="+")
+    p.add_argument("--smoke", action="store_true", help="COURSE_SMOKE=1 for the kernel")
+    p.add_argument("--timeout", type=float, default=1200, help="seconds per cell (1200)")
+    p.add_argument("--total-timeout", type=float, default=3600, help="seconds in all (3600)")
+
     p = commands.add_parser("html", help="export the executed notebooks as HTML")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("notebooks", nargs="*")
@@ -1261,6 +1260,17 @@ def main(argv: list[str] | None = None) -> int:
                                       args.total_timeout, args.save_executed, args.expect)
             print(report.text)
             return report.exit_code
+        elif args.command == "grade":
+            codes = []
+            for submission in args.submissions:
+                report = check_submission(submission, root, args.smoke, args.timeout,
+                                          args.total_timeout)
+                print(report.text + "\n", flush=True)
+                codes.append(report.exit_code)
+            failed = sum(code != 0 for code in codes)
+            print(f"Graded {len(codes)} submission(s): {len(codes) - failed} passed, "
+                  f"{failed} did not.")
+            return max(codes)
         elif args.command == "html":
             export_html(args.out, notebook_paths(root, args.notebooks))
         elif args.command == "set-repo-url":

@@ -22,22 +22,47 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = tools.RepoConfig("https://github.com/deep-learning-systems/advanced-cnn-course", "main",
                           "course-utils")
 
-EXERCISE_1 = """\
-class History:  # stands in for course_utils.train.History
-    def __init__(self, acc):
-        self.final = {"test_acc": acc}
+# Exercise 1 is a real (tiny) homework: the student's loop trains LeNet-5 on 1,024 images of
+# the bundled MNIST sample, the check and the grader measure the model themselves.
+GIVEN_1 = """\
+import torch
+import torch.nn.functional as F
 
+from course_utils.data import load_data
+from course_utils.homework import HomeworkRun
+from course_utils.models import get_model
 
-def train(epochs):
-    ### BEGIN SOLUTION
-    return History(0.9)
-    ### END SOLUTION
-
-
-history = train(EPOCHS)"""
+train, test = load_data("sample", batch_size=32, image_size=32, subset=1024, test_subset=512)
+torch.manual_seed(0)
+model = get_model("lenet5")
+run = HomeworkRun(model, train, test)
+"""
+SOLUTION_1 = """\
+optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+model.train()
+for x, y in run.batches():
+    with run.autocast():
+        loss = F.cross_entropy(model(x).float(), y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+"""
+EXERCISE_1 = GIVEN_1 + "### BEGIN SOLUTION\n" + SOLUTION_1 + "### END SOLUTION"
 CHECK_1 = """\
-assert "history" in globals(), "history가 없습니다: run the training cell first"
-assert history.final["test_acc"] > 0.5, "accuracy too low\""""
+from course_utils.homework import check_homework
+
+check_homework(run, "02_lenet", model)"""
+# What a student who wants the points without the work might write instead of the loop.
+FABRICATED_1 = """\
+class History:
+    def __init__(self):
+        self.epochs, self.final = [{"epoch": 1}], {"test_acc": 0.99}
+
+
+history = History()
+test_acc = accuracy = 0.99
+print("epoch 1/1: train loss 0.0312 acc 0.9901 | test loss 0.0299 acc 0.9900")
+"""
 EXERCISE_2 = """\
 ### BEGIN SOLUTION
 answer = 6 * 7
@@ -96,26 +121,21 @@ def run_cli(capsys, *argv) -> tuple[int, str]:
 # homework
 # --------------------------------------------------------------------------------------
 
-def test_strip_solutions_keeps_the_indentation_of_the_begin_line():
-    source, regions = tools.strip_solutions(EXERCISE_1)
-    assert regions == 1
-    assert "    # YOUR CODE HERE\n    raise NotImplementedError()" in source
-    assert "History(0.9)" not in source and "SOLUTION" not in source
-    assert source.endswith("history = train(EPOCHS)")  # code around the region stays
+def test_student_version_keeps_the_given_lines_and_stubs_the_loop():
+    student, exercises = tools.make_homework(course_notebook(), "02_lenet")
+    assert exercises == 2
+    source = student.cells[5].source
+    assert source.startswith(GIVEN_1)  # loaders, model and HomeworkRun are given
+    assert source.endswith("# YOUR CODE HERE\nraise NotImplementedError()")
+    assert "optimizer" not in source and "SOLUTION" not in source
 
 
-def test_strip_solutions_replaces_every_region_and_refuses_unbalanced_markers():
-    source = "a = 1\n### BEGIN SOLUTION\nb = 2\n### END SOLUTION\nif a:\n" \
-             "        ### BEGIN SOLUTION\n        c = 3\n        ### END SOLUTION"
-    stripped, regions = tools.strip_solutions(source)
-    assert regions == 2
-    assert stripped.splitlines() == ["a = 1", "# YOUR CODE HERE", "raise NotImplementedError()",
-                                     "if a:", "        # YOUR CODE HERE",
-                                     "        raise NotImplementedError()"]
-    for broken in ("### BEGIN SOLUTION\nx = 1", "x = 1\n### END SOLUTION",
-                   "### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION"):
-        with pytest.raises(tools.ToolError):
-            tools.strip_solutions(broken)
+def test_student_version_refuses_unbalanced_markers():
+    for broken in ("### BEGIN SOLUTION\nx = 1", "x = 1\n### END SOLUTION"):
+        nb = course_notebook()
+        nb.cells[8].source = broken
+        with pytest.raises(tools.ToolError, match="cell 9"):
+            tools.make_homework(nb, "02_lenet")
 
 
 def test_homework_clears_outputs_keeps_checks_and_cleans_metadata(root, tmp_path, capsys):
@@ -133,7 +153,7 @@ def test_homework_clears_outputs_keeps_checks_and_cleans_metadata(root, tmp_path
     assert code == 0 and "2 exercise(s)" in out
     student = nbformat.read(tmp_path / "hw" / "02_lenet.ipynb", as_version=4)
     sources = "\n".join(c.source for c in student.cells)
-    assert "SOLUTION" not in sources and "History(0.9)" not in sources and "6 * 7" not in sources
+    assert "SOLUTION" not in sources and "optimizer" not in sources and "6 * 7" not in sources
     assert sources.count("raise NotImplementedError()") == 2
     assert student.cells[-1].source == "Answer:\nYOUR ANSWER HERE"
     assert [c.source for c in student.cells if "check" in c.metadata.get("tags", [])] \
@@ -177,7 +197,12 @@ def test_check_passes_a_good_submission_in_a_temporary_folder(root, tmp_path, ca
     code, out = run_cli(capsys, "--root", root, "check", submission, "--timeout", 60)
     assert code == 0, out
     assert out.count("PASSED") == 2 and "FAILED" not in out
-    assert "one-epoch test accuracy: 90.00%" in out
+    assert "the check passed and the grader's measurement agrees" in out
+    measured = next(line for line in out.splitlines() if "measured by the grader" in line)
+    accuracy = float(measured.split("test accuracy ")[1].split("%")[0])
+    assert 60 <= accuracy <= 100, measured  # LeNet-5 after 32 steps on the MNIST sample
+    assert "32 optimizer steps (one epoch: 32)" in measured
+    assert "1,024 training images" in measured
     assert "Traceback" not in out
     # Everything the notebook wrote (results/, side_effect.txt) went to the temporary folder.
     assert sorted(p.name for p in submission.parent.iterdir()) == ["02_lenet_kim.ipynb"]
@@ -209,22 +234,86 @@ def test_check_reports_each_exercise_on_a_partly_done_submission(root, tmp_path)
     executed = nbformat.read(tmp_path / "executed.ipynb", as_version=4)
     errors = [o for o in executed.cells[6].outputs if o.output_type == "error"]
     assert errors and errors[0].ename == "AssertionError"
-    assert "history가 없습니다" in errors[0].evalue
+    assert "optimizer.step()이 한 번도 불리지 않았습니다" in errors[0].evalue
     assert not [o for o in executed.cells[9].outputs if o.output_type == "error"]
+
+
+def submission_with_loop(root, tmp_path, loop: str, name: str = "02_lenet.ipynb") -> Path:
+    """The student version with ``loop`` written into exercise 1 (exercise 2 done)."""
+    student, _ = tools.make_homework(course_notebook(), "02_lenet")
+    student.cells[5].source = GIVEN_1 + loop
+    student.cells[8].source = "answer = 42"
+    path = tmp_path / name
+    nbformat.write(student, path)
+    return path
+
+
+def test_grade_fails_a_fabricated_result_and_measures_the_model_itself(root, tmp_path, capsys):
+    good = submission_with_loop(root, tmp_path, SOLUTION_1, "good.ipynb")
+    fake = submission_with_loop(root, tmp_path, FABRICATED_1, "fake.ipynb")
+    code, out = run_cli(capsys, "--root", root, "grade", good, fake, "--timeout", 120)
+    assert code == 1, out
+    good_report, fake_report = out.split("Checked fake.ipynb")
+    assert "Result: 2 of 2 exercise(s) passed." in good_report
+    fake_lines = fake_report.splitlines()
+    exercise_1 = next(line for line in fake_lines if "exercise 1" in line)
+    assert "FAILED" in exercise_1 and "optimizer.step()" in exercise_1
+    measured = next(line for line in fake_lines if "measured by the grader" in line)
+    assert "0 optimizer steps" in measured and "0 training images" in measured
+    accuracy = float(measured.split("test accuracy ")[1].split("%")[0])
+    assert accuracy < 40, measured  # an untrained LeNet-5, not the 99 % the notebook claims
+    assert "Result: 1 of 2 exercise(s) passed" in fake_report
+    assert "Graded 2 submission(s): 1 passed, 1 did not." in out
+
+
+def test_grade_fails_a_loop_without_optimizer_step_or_zero_grad(root, tmp_path):
+    no_step = SOLUTION_1.replace("    optimizer.step()\n", "")
+    report = tools.check_submission(submission_with_loop(root, tmp_path, no_step), root,
+                                    timeout=120)
+    assert report.exit_code == 1
+    assert "0 optimizer steps" in report.text and "optimizer.step()" in report.text
+
+    no_zero_grad = SOLUTION_1.replace("    optimizer.zero_grad()\n", "")
+    report = tools.check_submission(submission_with_loop(root, tmp_path, no_zero_grad), root,
+                                    timeout=120)
+    assert report.exit_code == 1
+    assert "optimizer.zero_grad()가 빠졌습니다" in report.text
+
+
+def test_grader_runs_student_code_without_the_instructors_environment(root, tmp_path,
+                                                                      monkeypatch):
+    monkeypatch.setenv("INSTRUCTOR_TOKEN", "secret-123")
+    spy = SOLUTION_1 + ('import os, pathlib\n'
+                        'print("HOME=" + os.environ["HOME"])\n'
+                        'print("TOKEN=" + os.environ.get("INSTRUCTOR_TOKEN", "none"))\n'
+                        'print("CWD=" + os.getcwd())\n'
+                        'pathlib.Path("~/written.txt").expanduser().write_text("x")\n')
+    executed = tmp_path / "executed.ipynb"
+    report = tools.check_submission(submission_with_loop(root, tmp_path, spy), root,
+                                    timeout=120, save_executed=executed)
+    assert report.exit_code == 0, report.text
+    nb = nbformat.read(executed, as_version=4)
+    printed = "".join(o.get("text", "") for o in nb.cells[5].outputs)
+    home = printed.split("HOME=")[1].split()[0]
+    assert "TOKEN=none" in printed
+    # The saved copy shows paths relative to the executed notebook (machine paths are
+    # cleaned): HOME was the throwaway folder's home/, beside its notebooks/.
+    assert home == "../home", printed
+    assert not (Path.home() / "written.txt").exists()
 
 
 def test_check_stops_a_hanging_cell_and_says_so(root, tmp_path):
     nb = course_notebook()
-    nb.cells.insert(7, new_code_cell("import time\n\ntime.sleep(120)"))
+    nb.cells.insert(7, new_code_cell("import time\n\ntime.sleep(600)"))
     submission = tmp_path / "02_lenet.ipynb"
     nbformat.write(nb, submission)
-    report = tools.check_submission(submission, root, timeout=2)
+    report = tools.check_submission(submission, root, timeout=20)
     assert report.exit_code == 1
-    assert "cell 8 (`import time`) did not finish within the per-cell time limit of 2 s" \
+    assert "cell 8 (`import time`) did not finish within the per-cell time limit of 20 s" \
         in report.text
     assert "exercise 1" in report.text and "exercise 2" in report.text
     assert "never run" in report.text
-    assert "one-epoch test accuracy: 90.00%" in report.text  # read right after exercise 1
+    assert "measured by the grader: test accuracy" in report.text  # right after exercise 1
     assert "Traceback" not in report.text
 
 

@@ -104,6 +104,8 @@ class VGG(nn.Module):
         in_channels: int = 3,
         batch_norm: bool = False,
         dropout: float = 0.5,
+        pool_size: int = 7,
+        classifier_width: int = 4096,
     ) -> None:
         super().__init__()
         if config not in CONFIGS:
@@ -114,15 +116,19 @@ class VGG(nn.Module):
         self.features = make_features(CONFIGS[config], in_channels, batch_norm)
         # 7x7 already at 224x224 (the paper's size): a no-op there, and it keeps the
         # classifier's 512*7*7 inputs (and torchvision's weights) valid at other sizes.
-        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        # pool_size=1, classifier_width=512: the small head of VGG's CIFAR-10 adaptations
+        # (512 -> 512 -> 512 -> classes), used where a CPU cannot afford the 120 M weights of
+        # the paper's 4096-wide layers; the convolutional stack stays the paper's.
+        self.avgpool = nn.AdaptiveAvgPool2d((pool_size, pool_size))
+        width = self.classifier_width = classifier_width
         self.classifier = nn.Sequential(
-            nn.Linear(512 * 7 * 7, 4096),
+            nn.Linear(512 * pool_size * pool_size, width),
             nn.ReLU(inplace=True),
             nn.Dropout(p=dropout),
-            nn.Linear(4096, 4096),
+            nn.Linear(width, width),
             nn.ReLU(inplace=True),
             nn.Dropout(p=dropout),
-            nn.Linear(4096, num_classes),
+            nn.Linear(width, num_classes),
         )
         self._init_weights()
 
@@ -137,7 +143,13 @@ class VGG(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
+                # N(0, 0.01) suits the paper's 4096-wide layers (each keeps the signal's scale
+                # at about 0.01 * sqrt(4096) = 0.64); a narrow CIFAR head would shrink it
+                # 0.01 * sqrt(512) = 0.23 per layer, so it gets He's rule like the convs.
+                if self.classifier_width >= 4096:
+                    nn.init.normal_(m.weight, 0, 0.01)
+                else:
+                    nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,402 @@
+"""The homework's given part and its check: the student writes the training loop.
+
+The lecture's assignment is "the network design is given; train it yourself for one epoch".
+In notebooks 02-07 the student writes plain PyTorch (optimizer, forward, loss, zero_grad,
+backward, step, train/eval modes, evaluation). This module gives the rest:
+
+    run = HomeworkRun(model, train, test)    # given: device, speed plumbing, the counters
+    ### BEGIN SOLUTION  (the student's loop)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9)
+    for x, y in run.batches():               # batches already on the device, progress bar
+        with run.autocast():                  # mixed precision where it is faster
+            loss = F.cross_entropy(model(x).float(), y)
+        optimizer.zero_grad()
+        run.scaler.scale(loss).backward()     # the gradient scaler (fp16 on a T4; else a no-op)
+        run.scaler.step(optimizer)
+        run.scaler.update()
+        run.log(loss)                         # shown in the progress bar, no per-step sync
+    ### END SOLUTION
+    check_homework(run, "02_lenet")          # the check cell
+
+Why the check never trusts the notebook's own numbers: a History, an accuracy variable or a
+printed line can be typed by hand. The check measures the model itself: it counts the
+optimizer steps (a global optimizer step hook) and the images that went through the model
+with gradients on (a forward pre-hook), and evaluates the model on the test set with
+``course_utils.train.evaluate``. The instructor's grader (``make grade``) runs the same
+measurement in a cell of its own after re-executing the submission.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+from . import env
+from .analysis import count_macs, format_table
+from .train import _autocast, _image_shape, evaluate, resolve_precision, use_channels_last
+
+__all__ = ["HomeworkRun", "check_homework", "measure", "THRESHOLDS", "threshold",
+           "grader_probe", "PROBE_MARK", "compare_with_fit", "t4_estimate_seconds"]
+
+# A T4's published mixed-precision (fp16 tensor core) peak, NVIDIA T4 datasheet, and the share
+# of it a training loop of small convolutional networks typically reaches. Only for the
+# estimate each notebook prints until a T4 run measures the real time.
+T4_FP16_PEAK_FLOPS = 65e12
+ASSUMED_T4_UTILISATION = 0.25
+
+# Minimum test accuracy of the one-epoch homework, per notebook, run mode and data source
+# ("real": the notebook's dataset; "sample": the bundled MNIST sample that smoke runs and
+# offline machines fall back to). Each value sits below the worst of at least three seeds of
+# the reference solution, with a margin; the seeds' accuracies, the command that measured
+# them and the CPU they ran on are in benchmarks/homework_thresholds.md. "full" values are
+# estimates until a GPU run measures them (marked there).
+THRESHOLDS: dict[str, dict[tuple[str, str], float]] = {
+    "02_lenet": {("full", "real"): 0.97, ("cpu", "real"): 0.97, ("cpu", "sample"): 0.85,
+                 ("smoke", "sample"): 0.60, ("smoke", "real"): 0.60},
+    "03_alexnet": {("full", "real"): 0.35, ("cpu", "real"): 0.20, ("smoke", "sample"): 0.30,
+                   ("smoke", "real"): 0.15},
+    "04_vgg": {("full", "real"): 0.30, ("cpu", "real"): 0.20, ("smoke", "sample"): 0.30,
+               ("smoke", "real"): 0.15},
+    "05_inception": {("full", "real"): 0.35, ("cpu", "real"): 0.20, ("smoke", "sample"): 0.30,
+                     ("smoke", "real"): 0.15},
+    "06_resnet": {("full", "real"): 0.40, ("cpu", "real"): 0.25, ("smoke", "sample"): 0.30,
+                  ("smoke", "real"): 0.15},
+    "07_densenet": {("full", "real"): 0.40, ("cpu", "real"): 0.25, ("smoke", "sample"): 0.30,
+                    ("smoke", "real"): 0.15},
+}
+
+PROBE_MARK = "__course_homework__"
+
+# What usually makes a check fail, shown with every failure (Korean first, as in the notes).
+HINTS = {
+    "no_steps": (
+        "optimizer.step()이 한 번도 불리지 않았습니다: 가중치가 그대로입니다. 루프 안에서 "
+        "loss.backward() 다음에 optimizer.step()을 부르세요(스케일러를 쓰면 run.scaler.step(optimizer)). / "
+        "optimizer.step() was never called, so the weights never changed: call it after "
+        "loss.backward() in the loop (run.scaler.step(optimizer) with the scaler)."),
+    "few_steps": (
+        "한 에포크를 다 돌지 않았습니다: run.batches()의 모든 배치마다 한 번씩 step을 부르세요. / "
+        "Not a whole epoch: take one optimizer step for every batch of run.batches()."),
+    "many_steps": (
+        "과제는 EPOCHS 에포크입니다: 그보다 많이 학습했습니다. 셀을 다시 실행하면 모델이 새로 "
+        "만들어지니, 학습 루프를 여러 번 돌리지 마세요. / The homework is EPOCHS epoch(s); "
+        "this model took more steps than that."),
+    "eval_mode": (
+        "학습 중에 모델이 eval 모드였습니다: 배치 정규화는 통계를 갱신하지 않고 드롭아웃은 꺼집니다. "
+        "학습 루프 전에 model.train(), 평가 전에 model.eval()을 부르세요. / The model was in "
+        "eval mode while it trained: call model.train() before the loop, model.eval() before "
+        "evaluating."),
+    "no_zero_grad": (
+        "optimizer.zero_grad()가 빠졌습니다: 기울기가 스텝마다 쌓여 학습이 망가집니다. 매 배치 "
+        "backward 전에 optimizer.zero_grad()를 부르세요. / optimizer.zero_grad() is missing: "
+        "gradients pile up from step to step. Call it before every backward()."),
+    "watched_untrained": (
+        "보조 분류기(aux1, aux2)가 학습되지 않았습니다: 학습 모드의 출력 (logits, aux1, aux2)에서 "
+        "보조 손실 두 개에 0.3을 곱해 주 손실에 더하세요. / The auxiliary classifiers were "
+        "never trained: add 0.3 x the loss of each auxiliary output to the main loss."),
+    "accuracy": (
+        "정확도가 낮을 때 흔한 원인: zero_grad 누락, 학습 중 eval 모드, 보조 출력 무시(GoogLeNet), "
+        "본문과 다른 학습률·모멘텀·가중치 감소, 손실에 로짓 대신 argmax를 넣음. / Usual causes: "
+        "no zero_grad, the model left in eval mode while training, auxiliary outputs ignored "
+        "(GoogLeNet), a learning rate/momentum/weight decay other than the text's."),
+    "new_model": (
+        "check는 HomeworkRun이 받은 모델을 평가합니다: 새 모델을 만들지 말고 주어진 model을 "
+        "학습하세요. / The check evaluates the model given to HomeworkRun: train that model, "
+        "do not build a new one."),
+    "no_run": (
+        "HomeworkRun(model, train, test) 줄이 실행되지 않았습니다: 과제 셀의 주어진 줄을 지우지 "
+        "마세요. / The given line run = HomeworkRun(model, train, test) did not run: keep the "
+        "given lines of the homework cell."),
+}
+
+_ACTIVE: HomeworkRun | None = None  # the latest run, for the grader's own measurement
+
+
+def _checksums(module: nn.Module) -> list[float]:
+    with torch.no_grad():
+        return [float(p.detach().double().sum()) for p in module.parameters()]
+
+
+class HomeworkRun:
+    """The homework's given part: puts the model and data on the training device, chooses
+    the precision as ``fit`` does, gives the batches with a progress bar, and counts what
+    the check needs (optimizer steps, images trained on, stale gradients).
+
+    model, train, test  the model to train and the loaders from ``load_data``
+    epochs              the homework's number of epochs (the check expects this many)
+    watch               names of submodules that must be trained (GoogLeNet: aux1, aux2)
+    """
+
+    def __init__(self, model: nn.Module, train: Any, test: Any, epochs: int = 1,
+                 watch: tuple[str, ...] = ()) -> None:
+        global _ACTIVE
+        if _ACTIVE is not None:
+            _ACTIVE.close()
+        device = getattr(train, "device", None)
+        self.device = torch.device(device) if device is not None else env.get_device()
+        model.to(self.device)
+        self.channels_last = use_channels_last(self.device)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        # Same rule as fit: bf16 autocast on GPUs with bf16, fp16 + scaler on a T4, and on a
+        # CPU whatever was measured faster (benchmarks/README.md).
+        self.precision = resolve_precision("auto", self.device, 1)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.model, self.train, self.test, self.epochs = model, train, test, int(epochs)
+        self.train_images = getattr(train, "num_samples", None)
+        self.steps_per_epoch = len(train)
+        self.steps = 0              # optimizer steps that updated this model
+        self.images = 0             # images through the model in train mode with gradients
+        self.eval_mode_images = 0   # ... in eval mode with gradients (forgot model.train())
+        self.backward_passes = 0
+        self.train_seconds = 0.0    # time spent in run.batches() (the student's loop)
+        self.timed_images = 0
+        self.macs_per_image = count_macs(model, (1, *_image_shape(train)))
+        self._stale = torch.zeros((), dtype=torch.long, device=self.device)
+        self._stepped = False
+        self._epoch = 0
+        self._log_sum = torch.zeros((), device=self.device)
+        self._log_count = 0
+        self.watch = tuple(watch)
+        self._watched = {name: _checksums(model.get_submodule(name)) for name in self.watch}
+        self._params = {id(p) for p in model.parameters()}
+        self._handles = [
+            register_optimizer_step_post_hook(self._on_step),
+            model.register_forward_pre_hook(self._on_forward),
+        ]
+        self._last_param = [p for p in model.parameters() if p.requires_grad][-1]
+        self._handles.append(self._last_param.register_hook(self._on_gradient))
+        _ACTIVE = self
+
+    # -- what the student's loop uses --------------------------------------------------
+    def batches(self, epoch: int | None = None):
+        """The training batches of one epoch, on the device, with a progress bar. Without
+        ``epoch``, each call is the next epoch (the data's order depends on it)."""
+        from tqdm.auto import tqdm
+
+        epoch = self._epoch if epoch is None else int(epoch)
+        self._epoch = epoch + 1
+        if hasattr(self.train, "set_epoch"):
+            self.train.set_epoch(epoch)
+        every = max(1, self.steps_per_epoch // 20)
+        started, seen = time.perf_counter(), 0
+        bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.epochs}",
+                   unit="batch", mininterval=1.0, dynamic_ncols=True)
+        try:
+            for step, (x, y) in enumerate(self.train, start=1):
+                if x.device != self.device:
+                    x, y = x.to(self.device, non_blocking=True), y.to(self.device)
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                yield x, y
+                seen += int(y.shape[0])
+                if step % every == 0 or step == self.steps_per_epoch:
+                    if self._log_count:  # one host sync per read, not per step
+                        bar.set_postfix(loss=f"{self._log_sum.item() / self._log_count:.4f}",
+                                        refresh=False)
+                        self._log_sum.zero_()
+                        self._log_count = 0
+                    bar.update(step - bar.n)
+        finally:
+            bar.close()
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)  # the GPU's queued work counts too
+            self.train_seconds += time.perf_counter() - started
+            self.timed_images += seen
+
+    def autocast(self):
+        """Mixed precision for the forward pass and the loss (a no-op in fp32)."""
+        return _autocast(self.device, self.precision)
+
+    def log(self, loss: torch.Tensor) -> None:
+        """Add a batch's loss to the progress bar's running mean (stays on the device)."""
+        self._log_sum += loss.detach().float()
+        self._log_count += 1
+
+    # -- the counters --------------------------------------------------------------------
+    def _on_step(self, optimizer, args, kwargs) -> None:
+        if any(id(p) in self._params for group in optimizer.param_groups
+               for p in group["params"]):
+            self.steps += 1
+            self._stepped = True
+
+    def _on_forward(self, module, inputs) -> None:
+        if not torch.is_grad_enabled() or not inputs or not torch.is_tensor(inputs[0]):
+            return
+        if module.training:
+            self.images += int(inputs[0].shape[0])
+        else:
+            self.eval_mode_images += int(inputs[0].shape[0])
+
+    def _on_gradient(self, grad: torch.Tensor) -> None:
+        # Called when backward reaches the last parameter, before its .grad is updated. If an
+        # optimizer step happened since the previous backward and .grad still holds a
+        # non-zero gradient, nobody zeroed it. (Accumulating over several backward passes
+        # before one step is fine: no step in between.)
+        self.backward_passes += 1
+        if self._stepped and self._last_param.grad is not None:
+            self._stale += (self._last_param.grad != 0).any().to(torch.long)
+        self._stepped = False
+
+    def close(self) -> None:
+        """Remove the hooks (a new HomeworkRun closes the previous one)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def t4_estimate(self) -> str:
+        """One line: this homework's time on a Colab/Kaggle T4, estimated from the MACs."""
+        images = self.epochs * (self.train_images or self.steps_per_epoch)
+        seconds = t4_estimate_seconds(self.macs_per_image, images)
+        return (f"estimate for a T4 GPU: about {_duration(seconds)} for {self.epochs} epoch(s) "
+                f"of {images:,} images ({self.macs_per_image / 1e6:,.1f} M MACs per image, "
+                f"x3 for forward + backward, at {ASSUMED_T4_UTILISATION:.0%} of the T4's "
+                f"{T4_FP16_PEAK_FLOPS / 1e12:.0f} TFLOP/s fp16 peak; not measured)")
+
+    def __repr__(self) -> str:
+        return (f"HomeworkRun(device={env.device_name(self.device)}, precision={self.precision}, "
+                f"channels_last={self.channels_last}, {self.steps_per_epoch} batches per epoch, "
+                f"steps so far {self.steps})")
+
+
+def t4_estimate_seconds(macs_per_image: int, images: int) -> float:
+    """Seconds to train on ``images`` images on a T4: forward + backward = 3 x the forward
+    MACs, 2 FLOPs per MAC, at ASSUMED_T4_UTILISATION of the fp16 peak."""
+    return 3 * 2 * macs_per_image * images / (T4_FP16_PEAK_FLOPS * ASSUMED_T4_UTILISATION)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return "under a second"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def compare_with_fit(run: HomeworkRun, measured: dict, history: Any) -> list[dict]:
+    """Rows comparing the student's loop (timed inside run.batches(), accuracy measured by the
+    check) with ``fit`` on the same model and data (``history``); printed and returned."""
+    final = history.final
+    loop_rate = run.timed_images / run.train_seconds if run.train_seconds else float("nan")
+    rows = [
+        {"loop": "your loop", "train s": round(run.train_seconds, 1),
+         "images/s": round(loop_rate), "test acc": f"{measured['test_acc']:.2%}",
+         "precision": run.precision},
+        {"loop": "fit", "train s": round(sum(e["train_seconds"] for e in history.epochs), 1),
+         "images/s": round(final["images_per_s"]), "test acc": f"{final['test_acc']:.2%}",
+         "precision": final["precision"]},
+    ]
+    print(format_table(rows))
+    ratio = final["images_per_s"] / loop_rate if loop_rate == loop_rate and loop_rate else None
+    if ratio:
+        print(f"fit / your loop, images per second: {ratio:.2f}x")
+    return rows
+
+
+def _mode_and_source(run: HomeworkRun) -> tuple[str, str]:
+    sample = getattr(run.train, "fallback", None) or getattr(run.train, "name", None) == "sample"
+    return env.run_mode(run.device), "sample" if sample else "real"
+
+
+def threshold(notebook: str, run: HomeworkRun) -> float:
+    """The minimum accuracy for ``notebook`` in this run's mode and data source."""
+    mode, source = _mode_and_source(run)
+    table = THRESHOLDS[notebook]
+    if (mode, source) not in table:
+        raise KeyError(f"no homework threshold for {notebook} in {mode} mode on {source} data")
+    return table[(mode, source)]
+
+
+def measure(run: HomeworkRun) -> dict[str, Any]:
+    """What the check and the grader judge: measured on the model, not read from the notebook."""
+    stale = int(run._stale.item())
+    untrained = [name for name, before in run._watched.items()
+                 if _checksums(run.model.get_submodule(name)) == before]
+    result = evaluate(run.model, run.test)
+    mode, source = _mode_and_source(run)
+    return {
+        "mode": mode, "data": source,
+        "test_acc": result["acc"], "test_loss": result["loss"],
+        "test_images": int(getattr(run.test, "num_samples", 0)) or None,
+        "steps": run.steps, "expected_steps": run.epochs * run.steps_per_epoch,
+        "images": run.images, "expected_images": (run.epochs * run.train_images
+                                                  if run.train_images else None),
+        "eval_mode_images": run.eval_mode_images, "stale_gradient_steps": stale,
+        "untrained": untrained, "precision": run.precision,
+        "device": env.device_name(run.device),
+    }
+
+
+def _problems(measured: dict[str, Any], minimum: float, scaler_enabled: bool) -> list[str]:
+    problems = []
+    steps, expected = measured["steps"], measured["expected_steps"]
+    # The fp16 gradient scaler skips the steps whose gradients overflow (a handful at the
+    # start): allow for them only when the scaler is on.
+    allowed_skips = 25 if scaler_enabled else 0
+    if steps == 0:
+        problems.append(HINTS["no_steps"])
+    elif steps < expected - allowed_skips:
+        problems.append(f"{steps} optimizer steps, one epoch is {expected}. " + HINTS["few_steps"])
+    elif steps > math.ceil(1.05 * expected):
+        problems.append(f"{steps} optimizer steps, {expected} expected. " + HINTS["many_steps"])
+    expected_images = measured["expected_images"]
+    if steps and expected_images and measured["images"] < 0.95 * expected_images:
+        if measured["eval_mode_images"]:
+            problems.append(HINTS["eval_mode"])
+        else:
+            problems.append(f"the model trained on {measured['images']:,} images, one epoch "
+                            f"is {expected_images:,}. " + HINTS["few_steps"])
+    elif measured["eval_mode_images"] > 0.05 * max(measured["images"], 1):
+        problems.append(HINTS["eval_mode"])
+    if measured["stale_gradient_steps"] > 0.5 * max(steps, 1):
+        problems.append(HINTS["no_zero_grad"])
+    if measured["untrained"]:
+        problems.append(f"untrained: {', '.join(measured['untrained'])}. "
+                        + HINTS["watched_untrained"])
+    if not measured["test_acc"] >= minimum:
+        problems.append(f"test accuracy {measured['test_acc']:.2%} is below the minimum "
+                        f"{minimum:.0%} for this run. " + HINTS["accuracy"])
+    return problems
+
+
+def check_homework(run: HomeworkRun, notebook: str, model: nn.Module | None = None) -> dict:
+    """The check cell: measure the trained model and fail with the usual causes.
+
+    ``model`` (the notebook's ``model`` variable) must be the model given to ``run``.
+    Returns the measurement (also printed as a small table)."""
+    if not isinstance(run, HomeworkRun):
+        raise AssertionError(HINTS["no_run"])
+    if model is not None and model is not run.model:
+        raise AssertionError(HINTS["new_model"])
+    minimum = threshold(notebook, run)
+    measured = measure(run)
+    mode, source = _mode_and_source(run)
+    print(f"measured by the check ({mode} run, {source} data): test accuracy "
+          f"{measured['test_acc']:.2%} on {measured['test_images'] or '?'} images "
+          f"(minimum {minimum:.0%}); {measured['steps']} optimizer steps "
+          f"(one epoch: {measured['expected_steps']}); {measured['images']:,} training images "
+          f"seen in train mode")
+    problems = _problems(measured, minimum, run.scaler.is_enabled())
+    if problems:
+        raise AssertionError("\n- " + "\n- ".join(problems))
+    print("OK: the homework passes its check.")
+    return measured
+
+
+def grader_probe(notebook: str) -> None:
+    """Printed by the cell the grader adds after the check: its own measurement as JSON."""
+    run = _ACTIVE
+    if run is None:
+        found: dict[str, Any] = {"passed": False, "problems": [HINTS["no_run"]]}
+    else:
+        minimum = threshold(notebook, run)
+        found = measure(run)
+        problems = _problems(found, minimum, run.scaler.is_enabled())
+        found.update(minimum=minimum, passed=not problems, problems=problems)
+    print(PROBE_MARK + json.dumps(found))
