@@ -56,19 +56,29 @@ ASSUMED_T4_UTILISATION = 0.25
 # the reference solution, with a margin; the seeds' accuracies, the command that measured
 # them and the CPU they ran on are in benchmarks/homework_thresholds.md. "full" values are
 # estimates until a GPU run measures them (marked there).
-THRESHOLDS: dict[str, dict[tuple[str, str], float]] = {
+THRESHOLDS: dict[str, dict[tuple[str, str], float | None]] = {
     "02_lenet": {("full", "real"): 0.97, ("cpu", "real"): 0.97, ("cpu", "sample"): 0.85,
                  ("smoke", "sample"): 0.60, ("smoke", "real"): 0.60},
-    "03_alexnet": {("full", "real"): 0.35, ("cpu", "real"): 0.20, ("smoke", "sample"): 0.30,
-                   ("smoke", "real"): 0.15},
+    "03_alexnet": {("full", "real"): 0.35, ("cpu", "real"): 0.20, ("smoke", "sample"): None,
+                   ("smoke", "real"): None},
     "04_vgg": {("full", "real"): 0.30, ("cpu", "real"): 0.20, ("smoke", "sample"): 0.30,
                ("smoke", "real"): 0.15},
-    "05_inception": {("full", "real"): 0.35, ("cpu", "real"): 0.20, ("smoke", "sample"): 0.30,
-                     ("smoke", "real"): 0.15},
+    "05_inception": {("full", "real"): 0.35, ("cpu", "real"): 0.20, ("smoke", "sample"): None,
+                     ("smoke", "real"): None},
     "06_resnet": {("full", "real"): 0.40, ("cpu", "real"): 0.25, ("smoke", "sample"): 0.30,
                   ("smoke", "real"): 0.15},
     "07_densenet": {("full", "real"): 0.40, ("cpu", "real"): 0.25, ("smoke", "sample"): 0.30,
                     ("smoke", "real"): 0.15},
+}
+# Why a mode has no minimum (None above): the optimizer-step, image, zero_grad, train-mode and
+# auxiliary-head checks still run there.
+NOT_ASSERTED = {
+    "03_alexnet": "AlexNet stays on its initial plateau (loss ln 10) for more steps than a "
+                  "smoke run takes (measured: still at chance after 192 steps of 32 on the "
+                  "bundled sample)",
+    "05_inception": "GoogLeNet without batch norm stays on its initial plateau for about 200 "
+                    "steps, more than a smoke run takes (measured: 13% after 128 steps, 22% "
+                    "after 192 steps of 16 on the bundled sample)",
 }
 
 PROBE_MARK = "__course_homework__"
@@ -256,7 +266,7 @@ class HomeworkRun:
         """One line: this homework's time on a Colab/Kaggle T4, estimated from the MACs."""
         images = self.epochs * (self.train_images or self.steps_per_epoch)
         seconds = t4_estimate_seconds(self.macs_per_image, images)
-        return (f"estimate for a T4 GPU: about {_duration(seconds)} for {self.epochs} epoch(s) "
+        return (f"estimate for a T4 GPU: {_duration(seconds)} for {self.epochs} epoch(s) "
                 f"of {images:,} images ({self.macs_per_image / 1e6:,.1f} M MACs per image, "
                 f"x3 for forward + backward, at {ASSUMED_T4_UTILISATION:.0%} of the T4's "
                 f"{T4_FP16_PEAK_FLOPS / 1e12:.0f} TFLOP/s fp16 peak; not measured)")
@@ -276,7 +286,7 @@ def t4_estimate_seconds(macs_per_image: int, images: int) -> float:
 def _duration(seconds: float) -> str:
     if seconds < 1:
         return "under a second"
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+    return f"about {seconds:.0f} s" if seconds < 120 else f"about {seconds / 60:.0f} min"
 
 
 def compare_with_fit(run: HomeworkRun, measured: dict, history: Any) -> list[dict]:
@@ -304,8 +314,9 @@ def _mode_and_source(run: HomeworkRun) -> tuple[str, str]:
     return env.run_mode(run.device), "sample" if sample else "real"
 
 
-def threshold(notebook: str, run: HomeworkRun) -> float:
-    """The minimum accuracy for ``notebook`` in this run's mode and data source."""
+def threshold(notebook: str, run: HomeworkRun) -> float | None:
+    """The minimum accuracy for ``notebook`` in this run's mode and data source (None: the
+    accuracy is not asserted in this mode, see THRESHOLDS)."""
     mode, source = _mode_and_source(run)
     table = THRESHOLDS[notebook]
     if (mode, source) not in table:
@@ -333,7 +344,8 @@ def measure(run: HomeworkRun) -> dict[str, Any]:
     }
 
 
-def _problems(measured: dict[str, Any], minimum: float, scaler_enabled: bool) -> list[str]:
+def _problems(measured: dict[str, Any], minimum: float | None,
+              scaler_enabled: bool) -> list[str]:
     problems = []
     steps, expected = measured["steps"], measured["expected_steps"]
     # The fp16 gradient scaler skips the steps whose gradients overflow (a handful at the
@@ -359,7 +371,7 @@ def _problems(measured: dict[str, Any], minimum: float, scaler_enabled: bool) ->
     if measured["untrained"]:
         problems.append(f"untrained: {', '.join(measured['untrained'])}. "
                         + HINTS["watched_untrained"])
-    if not measured["test_acc"] >= minimum:
+    if minimum is not None and not measured["test_acc"] >= minimum:
         problems.append(f"test accuracy {measured['test_acc']:.2%} is below the minimum "
                         f"{minimum:.0%} for this run. " + HINTS["accuracy"])
     return problems
@@ -377,9 +389,11 @@ def check_homework(run: HomeworkRun, notebook: str, model: nn.Module | None = No
     minimum = threshold(notebook, run)
     measured = measure(run)
     mode, source = _mode_and_source(run)
+    required = (f"minimum {minimum:.0%}" if minimum is not None
+                else "not asserted in this mode: " + NOT_ASSERTED[notebook])
     print(f"measured by the check ({mode} run, {source} data): test accuracy "
           f"{measured['test_acc']:.2%} on {measured['test_images'] or '?'} images "
-          f"(minimum {minimum:.0%}); {measured['steps']} optimizer steps "
+          f"({required}); {measured['steps']} optimizer steps "
           f"(one epoch: {measured['expected_steps']}); {measured['images']:,} training images "
           f"seen in train mode")
     problems = _problems(measured, minimum, run.scaler.is_enabled())

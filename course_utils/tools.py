@@ -866,7 +866,9 @@ def _measurement_line(found: dict) -> str:
     if "test_acc" not in found:
         return "    measured by the grader: nothing to measure (no HomeworkRun)"
     return (f"    measured by the grader: test accuracy {found['test_acc']:.2%} on "
-            f"{found.get('test_images') or '?'} test images (minimum {found['minimum']:.0%}), "
+            f"{found.get('test_images') or '?'} test images ("
+            + (f"minimum {found['minimum']:.0%}" if found.get("minimum") is not None
+               else "no minimum in this mode") + "), "
             f"{found['steps']} optimizer steps (one epoch: {found['expected_steps']}), "
             f"{found['images']:,} training images in train mode, {found['device']}")
 

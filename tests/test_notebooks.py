@@ -54,6 +54,18 @@ def test_notebook_has_the_course_structure(path):
     for i in solution_at:
         assert "### END SOLUTION" in cells[i].source
         assert "check" in _tags(cells[i + 1]), f"cell {i + 1} should be the homework check"
+    if path.stem == "01_design_patterns":
+        return  # a lighter warm-up exercise, no training
+    # 02-07: the graded region is the student's own loop; fit stays out of it. The given part
+    # (before the region) builds the HomeworkRun; the check measures the model itself.
+    for i in solution_at:
+        given, rest = cells[i].source.split("### BEGIN SOLUTION")
+        region = rest.split("### END SOLUTION")[0]
+        for call in ("zero_grad(", "backward(", "step(", "model.train(", "model.eval("):
+            assert call in region, f"the student's loop should call {call}"
+        assert "fit(" not in region, "the homework region must not call fit"
+        assert "HomeworkRun(" in given
+        assert f'check_homework(run, "{path.stem}", model)' in cells[i + 1].source
 
 
 # Parameter variants run with papermill in smoke mode. Each entry: notebook, parameters,

@@ -130,6 +130,28 @@ def test_student_version_keeps_the_given_lines_and_stubs_the_loop():
     assert "optimizer" not in source and "SOLUTION" not in source
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "notebooks").glob("0[2-7]_*.ipynb")),
+                         ids=lambda p: p.stem)
+def test_student_versions_of_the_course_notebooks_keep_the_given_part(path):
+    student, exercises = tools.make_homework(nbformat.read(path, as_version=4), path.stem)
+    assert exercises == 1
+    cell = next(c for c in student.cells if "solution" in c.metadata.get("tags", []))
+    assert "HomeworkRun(" in cell.source
+    assert cell.source.endswith("# YOUR CODE HERE\nraise NotImplementedError()")
+    assert "zero_grad" not in cell.source and "optimizer" not in cell.source
+
+
+@pytest.mark.notebook
+def test_the_untouched_student_version_of_02_fails_its_check(tmp_path):
+    student, _ = tools.make_homework(
+        nbformat.read(REPO / "notebooks" / "02_lenet.ipynb", as_version=4), "02_lenet")
+    nbformat.write(student, tmp_path / "02_lenet.ipynb")
+    report = tools.check_submission(tmp_path / "02_lenet.ipynb", REPO, smoke=True, timeout=300)
+    assert report.exit_code == 1
+    assert "still raises NotImplementedError" in report.text
+    assert "0 optimizer steps" in report.text  # the grader measured the untrained model
+
+
 def test_student_version_refuses_unbalanced_markers():
     for broken in ("### BEGIN SOLUTION\nx = 1", "x = 1\n### END SOLUTION"):
         nb = course_notebook()
