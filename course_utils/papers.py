@@ -11,7 +11,7 @@ What is here (all plain data):
 ``ARCHITECTURES``      registry name -> :class:`Architecture` (year, depth in weight layers,
                        paper, ILSVRC placing).
 ``PARAMS``             registry name -> exact parameter count our models must reproduce
-                       (DESIGN.md section 4) with where each comes from.
+                       (the course's targets) with where each comes from.
 ``PAPER_PARAMS``       parameter counts as the papers print them (rounded: "60 million", 138 M).
 ``LENET5_LAYER_PARAMS``  trainable parameters per LeNet-5 layer as the paper lists them.
 ``MACS``               multiply-accumulates per image as the papers print them
@@ -74,7 +74,8 @@ SOURCES: dict[str, str] = {
         "notes 'Convolutional Neural Networks' (case study VGGNet)"
     ),
     "lecture": "Week 5 lecture 'Advanced CNN Architectures' (Korean slides, sections 5.1-5.7)",
-    "design": "DESIGN.md section 4 (parameter counts every course model must reproduce)",
+    "design": "course targets (the parameter counts every course model reproduces, "
+              "checked by the course's tests)",
 }
 
 
@@ -142,7 +143,7 @@ def _src(key: str, where: str) -> str:
         "torchvision": "torchvision weights metadata",
         "cs231n": "CS231n",
         "lecture": "Lecture",
-        "design": "DESIGN.md section 4",
+        "design": "course targets",
     }[key]
     return f"{short}, {where}" if where else short
 
@@ -304,8 +305,9 @@ GOOGLENET_TABLE1_NOTES: dict[str, str] = {
     ),
     "conv1": (
         "The paper prints 2.7K params and 34M ops; a 7x7 convolution from 3 to 64 channels has "
-        "9,408 weights and 118M MACs at 112x112 (34M = 112 x 112 x 2.7K, so the pair is "
-        "self-consistent but does not count the three input channels)."
+        "9,408 weights and 118M MACs at 112x112. The printed pair is self-consistent (34M = "
+        "112 x 112 x 2.7K) but cannot be reproduced from the layer's shape: even without the "
+        "three input channels, 7 x 7 x 64 = 3,136 weights, not 2.7K."
     ),
     "params": (
         "The params column uses K = 1024 (3a: 163,328 weights = 159.5K); some rows (4c: "

@@ -21,7 +21,10 @@ Conventions these commands rely on (see the team's notebook conventions):
   notebook's ``badges`` cell (Open in Colab / Kaggle) and ``setup`` cell, and into the
   README between ``<!-- repo-links:start -->`` and ``<!-- repo-links:end -->``.
 * Homework regions are marked as in nbgrader: ``### BEGIN SOLUTION`` ... ``### END SOLUTION``
-  inside a code cell. The code cell tagged ``check`` after it verifies the result.
+  inside a code cell; ``homework`` uses nbgrader's ClearSolutions/ClearOutput preprocessors.
+  The code cell tagged ``check`` after it verifies the result; a check that calls
+  ``check_homework`` (course_utils.homework) is graded on the grader's own measurement of the
+  trained model, taken in a cell it adds right after the check.
 * A notebook knows which course notebook it is: ``metadata["course"]["id"]`` (e.g.
   ``"02_lenet"``), written by ``sync``/``homework``; the badge links and the file name are
   the fallbacks when a student's editor dropped the metadata.
@@ -867,7 +870,7 @@ def _measurement_line(found: dict) -> str:
         return "    measured by the grader: nothing to measure (no HomeworkRun)"
     return (f"    measured by the grader: test accuracy {found['test_acc']:.2%} on "
             f"{found.get('test_images') or '?'} test images ("
-            + (f"minimum {found['minimum']:.0%}" if found.get("minimum") is not None
+            + (f"minimum {found['minimum']:.1%}" if found.get("minimum") is not None
                else "no minimum in this mode") + "), "
             f"{found['steps']} optimizer steps (one epoch: {found['expected_steps']}), "
             f"{found['images']:,} training images in train mode, {found['device']}")

@@ -184,3 +184,6 @@ def test_t4_estimate_is_the_flop_arithmetic():
     # ResNet-50 at 224: 4.1 G MACs; one epoch of CIFAR-10's 50,000 images:
     # 3 x 2 x 4.1e9 x 5e4 / (65e12 x 0.25) = 75.7 s
     assert homework.t4_estimate_seconds(4_100_000_000, 50_000) == pytest.approx(75.69, abs=0.01)
+    line = homework.t4_estimate("resnet50", 50_000, 224)
+    assert line.startswith("resnet50, 50,000 images at 224x224: about 71 s per epoch on a T4")
+    assert "3.86 G MACs" in line and "not measured" in line

@@ -23,7 +23,7 @@ VARIANTS = {
 }
 KNOWN_SOURCE_PREFIXES = (
     "LeCun", "Krizhevsky", "Simonyan", "Szegedy", "He et al.", "Huang", "Russakovsky",
-    "torchvision", "Lecture", "DESIGN.md", "CS231n",
+    "torchvision", "Lecture", "course targets", "CS231n",
 )
 
 
