@@ -690,6 +690,7 @@ def run_notebooks(root: Path, paths: list[Path], smoke: bool = False,
     # MPLBACKEND=Agg (set by the test session) would keep figures out of the saved outputs.
     env = {"COURSE_SMOKE": "1" if smoke else os.environ.get("COURSE_SMOKE"), "MPLBACKEND": None}
     failed_dir = Path(tempfile.mkdtemp(prefix="course-run-"))
+    started_all = time.perf_counter()
     with current_python_kernel(env) as kernel:
         for path in paths:
             out = failed_dir / path.name
@@ -718,6 +719,8 @@ def run_notebooks(root: Path, paths: list[Path], smoke: bool = False,
             print(f"{path.name:<28} {time.perf_counter() - start:7.1f} s  FAILED")
             print(f"  {shown(path)}: {why}\n  executed copy (with the traceback): {out}",
                   flush=True)
+    print(f"{'total':<28} {time.perf_counter() - started_all:7.1f} s  "
+          f"{len(paths) - failures} ok, {failures} failed", flush=True)
     if not failures:
         shutil.rmtree(failed_dir, ignore_errors=True)
     return failures

@@ -532,6 +532,7 @@ def test_run_executes_cleans_and_names_the_failing_cell(root, capsys):
     assert "03_alexnet.ipynb: cell 2 (`import time`) did not finish within the time limit " \
            "of 5 s" in out
     assert "Traceback" not in out
+    assert lines[-1].startswith("total") and lines[-1].endswith("1 ok, 2 failed")
     assert broken_path.read_bytes() == before  # a failed run leaves the notebook as it was
 
     executed = nbformat.read(root / "notebooks" / "01_design_patterns.ipynb", as_version=4)
