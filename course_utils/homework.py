@@ -39,7 +39,15 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from . import env
 from .analysis import count_macs, format_table
-from .train import _autocast, _image_shape, evaluate, resolve_precision, use_channels_last
+from .train import (
+    _autocast,
+    _batches,
+    _image_shape,
+    _place_data,
+    evaluate,
+    resolve_precision,
+    use_channels_last,
+)
 
 __all__ = ["HomeworkRun", "check_homework", "measure", "THRESHOLDS", "threshold",
            "grader_probe", "PROBE_MARK", "compare_with_fit", "t4_estimate", "t4_estimate_seconds"]
@@ -152,13 +160,15 @@ class HomeworkRun:
             _ACTIVE.close()
         device = getattr(train, "device", None)
         self.device = torch.device(device) if device is not None else env.get_device()
+        train, test = _place_data(train, self.device), _place_data(test, self.device)
         model.to(self.device)
         self.channels_last = use_channels_last(self.device)
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
         # Same rule as fit: bf16 autocast on GPUs with bf16, fp16 + scaler on a T4, and on a
         # CPU whatever was measured faster (benchmarks/README.md).
-        self.precision = resolve_precision("auto", self.device, 1)
+        self.macs_per_image = count_macs(model, (1, *_image_shape(train)))
+        self.precision = resolve_precision("auto", self.device, self.macs_per_image)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
@@ -168,10 +178,8 @@ class HomeworkRun:
         self.steps = 0              # optimizer steps that updated this model
         self.images = 0             # images through the model in train mode with gradients
         self.eval_mode_images = 0   # ... in eval mode with gradients (forgot model.train())
-        self.backward_passes = 0
         self.train_seconds = 0.0    # time spent in run.batches() (the student's loop)
         self.timed_images = 0
-        self.macs_per_image = count_macs(model, (1, *_image_shape(train)))
         self._stale = torch.zeros((), dtype=torch.long, device=self.device)
         self._stepped = False
         self._epoch = 0
@@ -203,11 +211,8 @@ class HomeworkRun:
         bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.epochs}",
                    unit="batch", mininterval=1.0, dynamic_ncols=True)
         try:
-            for step, (x, y) in enumerate(self.train, start=1):
-                if x.device != self.device:
-                    x, y = x.to(self.device, non_blocking=True), y.to(self.device)
-                if self.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
+            batches = _batches(self.train, self.device, self.channels_last)
+            for step, (x, y) in enumerate(batches, start=1):
                 yield x, y
                 seen += int(y.shape[0])
                 if step % every == 0 or step == self.steps_per_epoch:
@@ -253,7 +258,6 @@ class HomeworkRun:
         # optimizer step happened since the previous backward and .grad still holds a
         # non-zero gradient, nobody zeroed it. (Accumulating over several backward passes
         # before one step is fine: no step in between.)
-        self.backward_passes += 1
         if self._stepped and self._last_param.grad is not None:
             self._stale += (self._last_param.grad != 0).any().to(torch.long)
         self._stepped = False
