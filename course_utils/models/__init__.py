@@ -21,6 +21,12 @@ Variants are keywords of one model, not separate names:
 * ``get_model("resnet20")`` ... ``"resnet110"``, ``"plain20"`` ... ``"plain56"``: the CIFAR-10
   networks of the ResNet paper's Section 4.2 (``shortcut="A"`` zero padding or ``"B"``);
   ``cifar_resnet(depth, residual=...)`` for other depths 6n + 2
+
+Pretrained: ``get_model("resnet50", weights="imagenet")`` loads torchvision's published
+ImageNet weights into our model (VGG, ResNet-18...152, DenseNet-121/169/201; the others
+say why they have none). ``imagenet_weights_info(name)`` gives the class names and the
+preprocessing, ``sample_images()`` a few photos to try, ``top_k(model, image, info)`` the
+five best guesses. Details in :mod:`course_utils.models.pretrained`.
 """
 
 from __future__ import annotations
@@ -34,6 +40,16 @@ from .basic_cnn import BasicCNN, basic_cnn
 from .densenet import DenseNet, densenet121, densenet169, densenet201, densenet264
 from .googlenet import GoogLeNet, Inception, NaiveInception, googlenet
 from .lenet import LeNet5, lenet5
+from .pretrained import (
+    NO_WEIGHTS,
+    PRETRAINED,
+    ImageNetWeights,
+    WeightsUnavailableError,
+    imagenet_weights_info,
+    load_pretrained,
+    sample_images,
+    top_k,
+)
 from .resnet import (
     BasicBlock,
     Bottleneck,
@@ -109,21 +125,34 @@ def list_models() -> list[str]:
     return list(MODELS)
 
 
-def get_model(name: str, **kwargs) -> nn.Module:
+def get_model(name: str, weights: str | None = None, **kwargs) -> nn.Module:
     """Build a model by name, e.g. ``get_model("vgg16", num_classes=10)``.
 
     Keywords go to the model (``num_classes``, ``in_channels`` and the variant options
     listed in this module's docstring). An unknown name raises ``ValueError`` listing
     the valid ones.
+
+    ``weights=None`` (default): randomly initialised. ``weights="imagenet"``: torchvision's
+    published ImageNet weights (``IMAGENET1K_V1``; another member name of torchvision's
+    enum such as ``"IMAGENET1K_V2"`` works too), downloaded once and cached. ResNet-50/101/
+    152 then get ``stride_in_3x3=True`` (torchvision's placement, which the weights were
+    trained with); with ``num_classes`` other than 1000 everything but the last layer is
+    loaded. Models without published weights raise ``ValueError`` saying why; a failed
+    download raises :class:`WeightsUnavailableError` saying where to put the file. See
+    :mod:`course_utils.models.pretrained`.
     """
     key = name.lower()
     if key not in MODELS:
         raise ValueError(f"Unknown model {name!r}. Valid names: {', '.join(MODELS)}.")
-    return MODELS[key](**kwargs)
+    if weights is None:
+        return MODELS[key](**kwargs)
+    return load_pretrained(key, MODELS[key], weights, **kwargs)
 
 
 __all__ = [
     "MODELS",
+    "NO_WEIGHTS",
+    "PRETRAINED",
     "AlexNet",
     "BasicBlock",
     "BasicCNN",
@@ -131,12 +160,18 @@ __all__ = [
     "CifarResNet",
     "DenseNet",
     "GoogLeNet",
+    "ImageNetWeights",
     "Inception",
     "LeNet5",
     "NaiveInception",
     "ResNet",
     "VGG",
+    "WeightsUnavailableError",
     "cifar_resnet",
     "get_model",
+    "imagenet_weights_info",
     "list_models",
+    "load_pretrained",
+    "sample_images",
+    "top_k",
 ]
