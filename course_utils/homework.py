@@ -122,7 +122,7 @@ HINTS = {
         "never trained: add 0.3 x the loss of each auxiliary output to the main loss."),
     "accuracy": (
         "정확도가 낮을 때 흔한 원인: zero_grad 누락, 학습 중 eval 모드, 보조 출력 무시(GoogLeNet), "
-        "본문과 다른 학습률·모멘텀·가중치 감소, 손실에 로짓 대신 argmax를 넣음. / Usual causes: "
+        "본문과 다른 학습률·모멘텀·가중치 감쇠, 손실에 로짓 대신 argmax를 넣음. / Usual causes: "
         "no zero_grad, the model left in eval mode while training, auxiliary outputs ignored "
         "(GoogLeNet), a learning rate/momentum/weight decay other than the text's."),
     "new_model": (

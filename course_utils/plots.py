@@ -47,6 +47,7 @@ from matplotlib.figure import Figure
 from .analysis import receptive_fields
 
 __all__ = [
+    "plot_seed_band",
     "bubble_chart",
     "confusion_counts",
     "confusion_matrix",
@@ -210,6 +211,39 @@ def plot_history(
             ax.legend(fontsize="small")
     if title:
         fig.suptitle(title)
+    return _finish(fig, show)
+
+
+def plot_seed_band(
+    runs: dict[str, Sequence[Any]],
+    *,
+    key: str = "loss",
+    title: str | None = None,
+    ylabel: str | None = None,
+    show: bool = False,
+    figsize: tuple[float, float] = (7, 3.6),
+) -> Figure:
+    """Per-step training ``key`` of several seeds per run: the mean as a line, the range
+    over the seeds (min to max) as a shaded band. ``runs`` maps a label to the Histories
+    of the same run with different seeds, e.g. ``{"plain56": [h0, h1, h2], ...}``; two
+    bands that do not overlap differ by more than the seeds do."""
+    fig = _new_figure(show, figsize=figsize)
+    ax = fig.subplots()
+    for i, (label, histories) in enumerate(runs.items()):
+        records = [_as_history_dict(h)["steps"] for h in histories]
+        n = min(len(r) for r in records)  # same read points for every seed
+        xs = [s["step"] for s in records[0][:n]]
+        values = np.array([[s[key] for s in r[:n]] for r in records])
+        if key == "acc":
+            values = values * 100
+        ax.plot(xs, values.mean(axis=0), color=f"C{i}", lw=1.5,
+                label=f"{label} (mean of {len(histories)} seeds)")
+        ax.fill_between(xs, values.min(axis=0), values.max(axis=0), color=f"C{i}", alpha=0.25)
+    ax.set(xlabel="step", ylabel=ylabel or ("accuracy (%)" if key == "acc" else key))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    if title:
+        ax.set_title(title)
     return _finish(fig, show)
 
 
