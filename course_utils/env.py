@@ -47,6 +47,22 @@ def is_kaggle() -> bool:
     return "KAGGLE_KERNEL_RUN_TYPE" in os.environ or Path("/kaggle/input").is_dir()
 
 
+def pretrained_enabled(requested: bool | None = None) -> bool:
+    """Whether a notebook runs its cells that download published (ImageNet) weights.
+
+    ``None`` (the notebooks' default): on Colab and Kaggle, which have internet (Kaggle:
+    switch it on), off on other machines and in smoke runs; True/False force it."""
+    if requested is not None:
+        return bool(requested)
+    return (is_colab() or is_kaggle()) and not is_smoke()
+
+
+PRETRAINED_OFF_NOTE = (
+    "Pretrained weights: off here (not Colab/Kaggle, or a smoke run), so this cell shows "
+    "nothing. Set PRETRAINED = True in the parameters cell to download them."
+)
+
+
 def get_device(prefer: str | None = None) -> torch.device:
     """The device to train on: ``prefer`` if given, else CUDA, then Apple MPS, then CPU."""
     if prefer is not None:
