@@ -30,6 +30,19 @@ def test_colab_and_kaggle_detection(monkeypatch):
     assert env.is_colab()
 
 
+def test_pretrained_cells_run_by_default_only_on_colab_and_kaggle(monkeypatch):
+    monkeypatch.setattr(env, "is_colab", lambda: False)
+    monkeypatch.setattr(env, "is_kaggle", lambda: False)
+    monkeypatch.delenv("COURSE_SMOKE", raising=False)
+    assert not env.pretrained_enabled(None)  # a local machine: off unless asked
+    assert env.pretrained_enabled(True)
+    monkeypatch.setattr(env, "is_kaggle", lambda: True)
+    assert env.pretrained_enabled(None)
+    assert not env.pretrained_enabled(False)  # an explicit choice wins
+    monkeypatch.setenv("COURSE_SMOKE", "1")
+    assert not env.pretrained_enabled(None)  # CI's smoke runs never download
+
+
 def test_seeding_makes_random_draws_repeat():
     env.seed_everything(123)
     first = torch.rand(3)

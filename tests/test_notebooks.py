@@ -68,6 +68,42 @@ def test_notebook_has_the_course_structure(path):
         assert f'check_homework(run, "{path.stem}", model)' in cells[i + 1].source
 
 
+def _code(stem):
+    nb = nbformat.read(NOTEBOOK_DIR / f"{stem}.ipynb", as_version=4)
+    return [c.source for c in nb.cells if c.cell_type == "code"]
+
+
+# The experiment whose outcome the prose states, found by a line of its code; the cell must
+# assert that outcome outside smoke runs, so a rerun that disagrees fails.
+EXPERIMENTS = {
+    "03_alexnet": "steps_to_target(\"tanh\", FIG1_LR",  # Figure 1: ReLU vs tanh
+    "04_vgg": "for net_name, net in nets.items()}",  # fixed-scale init, with and without BN
+    "06_resnet": "plot_seed_band(deg_runs",  # degradation over seeds
+    "07_densenet": "format_table(results_rows)",  # the course-wide table: no chance-level row
+}
+
+
+@pytest.mark.parametrize("stem", EXPERIMENTS, ids=list(EXPERIMENTS))
+def test_experiments_assert_what_the_prose_says(stem):
+    cells = [s for s in _code(stem) if EXPERIMENTS[stem] in s]
+    assert len(cells) == 1, f"the experiment cell of {stem} was not found"
+    guarded = cells[0].split("if run_mode()", 1)
+    assert len(guarded) == 2 and "assert " in guarded[1], "outcomes asserted outside smoke runs"
+
+
+@pytest.mark.parametrize("stem", ["03_alexnet", "06_resnet", "07_densenet"])
+def test_pretrained_cells_are_behind_the_parameter(stem):
+    code = _code(stem)
+    assert any(re.search(r"^PRETRAINED = None\b", s, re.M) for s in code)
+    downloads = [s for s in code if 'weights="' in s]
+    assert downloads, "the notebook should show a trained network"
+    for source in downloads:
+        assert "if pretrained_enabled(PRETRAINED)" in source or \
+            "if not pretrained_enabled(PRETRAINED)" in source
+        assert "PRETRAINED_OFF_NOTE" in source  # offline: one line says why nothing shows
+        assert "except" in source  # a failed download is reported, not a crash
+
+
 # Parameter variants run with papermill in smoke mode. Each entry: notebook, parameters,
 # and a function that checks the results JSON against what those parameters must produce.
 VARIANTS = {

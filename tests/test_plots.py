@@ -23,6 +23,7 @@ from course_utils.plots import (  # noqa: E402
     plot_history,
     plot_per_layer,
     plot_receptive_field,
+    plot_seed_band,
     show_feature_maps,
     show_filters,
     show_images,
@@ -71,6 +72,28 @@ def test_plot_history_compares_runs_and_accepts_history_objects():
     assert any(label.startswith("relu") for label in labels)
     assert len(fig.axes[0].lines) == 4
     assert isinstance(train.History.from_dict(_history()).plot(), Figure)
+
+
+def test_plot_seed_band_draws_the_mean_and_the_range_over_seeds(tmp_path):
+    def history(offset):
+        h = _history()
+        for s in h["steps"]:
+            s["loss"] += offset
+        return h
+
+    fig = plot_seed_band({"plain": [history(0.0), history(0.2), history(0.4)],
+                          "resnet": [history(-1.0), history(-0.9)]}, title="seeds")
+    ax = fig.axes[0]
+    mean_line = ax.lines[0]
+    expected = [2.0 / step + 0.2 for step in range(1, 11)]  # mean of the three offsets
+    assert list(mean_line.get_ydata()) == pytest.approx(expected)
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]  # the fill spans min..max
+    assert band.min() == pytest.approx(min(expected) - 0.2)
+    assert band.max() == pytest.approx(max(expected) + 0.2)
+    assert len(ax.collections) == 2
+    assert ax.get_legend_handles_labels()[1] == ["plain (mean of 3 seeds)",
+                                                 "resnet (mean of 2 seeds)"]
+    _png(fig, tmp_path)
 
 
 def test_plot_history_epochs_only():
