@@ -77,7 +77,7 @@ def _code(stem):
 # assert that outcome outside smoke runs, so a rerun that disagrees fails.
 EXPERIMENTS = {
     "03_alexnet": "steps_to_target(\"tanh\", FIG1_LR",  # Figure 1: ReLU vs tanh
-    "04_vgg": "for net_name, net in nets.items()}",  # fixed-scale init, with and without BN
+    "04_vgg": "for name, net in nets.items()}",  # fixed-scale init, with and without BN
     "06_resnet": "plot_seed_band(deg_runs",  # degradation over seeds
     "07_densenet": "format_table(results_rows)",  # the course-wide table: no chance-level row
 }
