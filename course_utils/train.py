@@ -44,6 +44,7 @@ import os
 import random
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import env
+from .analysis import count_macs
 
 __all__ = [
     "fit",
@@ -130,6 +132,7 @@ class TrainingOutOfMemoryError(_OOM_BASE):  # type: ignore[misc, valid-type]
 
 
 # --------------------------------------------------------------------------- History
+@dataclass
 class History:
     """What a training run recorded.
 
@@ -142,11 +145,10 @@ class History:
     ``config`` the arguments ``fit`` ran with.
     """
 
-    def __init__(self, steps=None, epochs=None, final=None, config=None) -> None:
-        self.steps: list[dict[str, Any]] = list(steps or [])
-        self.epochs: list[dict[str, Any]] = list(epochs or [])
-        self.final: dict[str, Any] = dict(final or {})
-        self.config: dict[str, Any] = dict(config or {})
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    final: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"steps": self.steps, "epochs": self.epochs, "final": self.final,
@@ -154,7 +156,8 @@ class History:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> History:
-        return cls(data.get("steps"), data.get("epochs"), data.get("final"), data.get("config"))
+        return cls(list(data.get("steps") or []), list(data.get("epochs") or []),
+                   dict(data.get("final") or {}), dict(data.get("config") or {}))
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
@@ -305,21 +308,6 @@ def _image_shape(data: Any) -> tuple[int, int, int] | None:
 def _macs_per_image(model: nn.Module, image_shape: tuple[int, int, int]) -> int:
     """Multiply-accumulates of one forward pass for one image (also the earliest check that
     the images fit the model: the model's own ValueError comes out here)."""
-    try:
-        from .analysis import count_macs
-    except ImportError:  # analysis module absent: count on a real one-image batch
-        from torch.utils.flop_counter import FlopCounterMode
-
-        was_training = model.training
-        model.eval()
-        counter = FlopCounterMode(display=False)
-        try:
-            x = torch.zeros((1, *image_shape), device=_model_device(model))
-            with torch.no_grad(), counter:
-                model(x)
-        finally:
-            model.train(was_training)
-        return counter.get_total_flops() // 2
     return int(count_macs(model, (1, *image_shape)))
 
 
