@@ -52,7 +52,7 @@ venv: $(VENV)/.installed-dev
 
 # --- the two main jobs -------------------------------------------------------------------
 notebooks: $(VENV)/.installed-notebooks
-	$(PY) -m course_utils.tools run $(SMOKE_FLAG) $(NOTEBOOKS)
+	$(PY) -m course_tools run $(SMOKE_FLAG) $(NOTEBOOKS)
 
 test: $(VENV)/.installed-dev
 	$(PY) -m ruff check .
@@ -63,16 +63,16 @@ lint: $(VENV)/.installed-dev
 
 # --- instructor tools ----------------------------------------------------------------------
 homework: $(VENV)/.installed-instructor
-	$(PY) -m course_utils.tools homework --out $(HOMEWORK_DIR) $(NOTEBOOKS)
+	$(PY) -m course_tools homework --out $(HOMEWORK_DIR) $(NOTEBOOKS)
 
 # Grading executes the students' code (in a throwaway folder, scrubbed environment, timeouts):
 # see README, "Grading". make grade SUBMISSIONS="a.ipynb b.ipynb" [SMOKE=1]
 grade: $(VENV)/.installed-instructor
 	@test -n "$(SUBMISSIONS)" || { echo 'usage: make grade SUBMISSIONS="a.ipynb b.ipynb"'; exit 2; }
-	$(PY) -m course_utils.tools grade $(SMOKE_FLAG) $(SUBMISSIONS)
+	$(PY) -m course_tools grade $(SMOKE_FLAG) $(SUBMISSIONS)
 
 html: $(VENV)/.installed-notebooks
-	$(PY) -m course_utils.tools html --out $(HTML_DIR) $(NOTEBOOKS)
+	$(PY) -m course_tools html --out $(HTML_DIR) $(NOTEBOOKS)
 
 clean:
 	rm -rf build notebooks/results .pytest_cache

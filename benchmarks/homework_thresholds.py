@@ -30,8 +30,8 @@ import papermill
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from course_tools.cli import current_python_kernel  # noqa: E402
 from course_utils.homework import PROBE_MARK, THRESHOLDS  # noqa: E402
-from course_utils.tools import current_python_kernel  # noqa: E402
 
 NOTEBOOKS = ["02_lenet", "03_alexnet", "04_vgg", "05_inception", "06_resnet", "07_densenet"]
 

@@ -7,7 +7,10 @@ train     fit / evaluate / History
 plots     learning curves, filters, feature maps, comparison charts
 papers    published figures with their sources
 env       device, Colab/Kaggle detection, seeding, smoke mode, run banner
-tools     instructor commands (python -m course_utils.tools --help)
+homework  the one-epoch homework's given part and its check
+
+The instructor's commands (run, homework, grade, html, ...) are not part of this package:
+they live in the repository's course_tools/ (python -m course_tools --help).
 """
 
 from importlib.metadata import PackageNotFoundError, version

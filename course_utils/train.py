@@ -18,8 +18,9 @@ does not, and why:
   ``benchmarks/README.md``, "CPU precision policy"): bf16 autocast on CPUs with native bf16
   matrix instructions (AMX or AVX512-BF16), where it trained every course model faster,
   fp32 elsewhere; channels_last on CPUs too.
-* **Robustness.** A checkpoint after every epoch (model, optimizer, scheduler, scaler, RNG
-  states, History), written atomically; ``resume=True`` continues exactly where it stopped.
+* **Robustness.** Checkpoints about every 30 s of training and after every epoch (model,
+  optimizer, scheduler, scaler, RNG states, History, the sums of an unfinished epoch),
+  written atomically; ``resume=True`` continues exactly where it stopped, mid-epoch too.
   Ctrl-C returns the History of the partly trained model. Out of GPU memory, a corrupted
   checkpoint or a diverging loss raise errors that say what to do next.
 * **Multi-GPU.** ``devices="all"`` splits every batch over all visible GPUs with torch's
@@ -43,6 +44,7 @@ import os
 import random
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import env
+from .analysis import count_macs
 
 __all__ = [
     "fit",
@@ -103,6 +106,8 @@ LENET5_PAPER_LR = [(2, 5e-4), (3, 2e-4), (3, 1e-4), (4, 5e-5), (None, 1e-5)]
 # enough for a learning curve, rarely enough to cost nothing and to keep the text progress
 # bars that notebooks save short.
 READS_PER_EPOCH = 20
+# With fit(checkpoint=...): seconds of training between two checkpoints inside an epoch.
+CHECKPOINT_SECONDS = 30.0
 
 
 # --------------------------------------------------------------------------- errors
@@ -127,6 +132,7 @@ class TrainingOutOfMemoryError(_OOM_BASE):  # type: ignore[misc, valid-type]
 
 
 # --------------------------------------------------------------------------- History
+@dataclass
 class History:
     """What a training run recorded.
 
@@ -139,11 +145,10 @@ class History:
     ``config`` the arguments ``fit`` ran with.
     """
 
-    def __init__(self, steps=None, epochs=None, final=None, config=None) -> None:
-        self.steps: list[dict[str, Any]] = list(steps or [])
-        self.epochs: list[dict[str, Any]] = list(epochs or [])
-        self.final: dict[str, Any] = dict(final or {})
-        self.config: dict[str, Any] = dict(config or {})
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    final: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"steps": self.steps, "epochs": self.epochs, "final": self.final,
@@ -151,7 +156,8 @@ class History:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> History:
-        return cls(data.get("steps"), data.get("epochs"), data.get("final"), data.get("config"))
+        return cls(list(data.get("steps") or []), list(data.get("epochs") or []),
+                   dict(data.get("final") or {}), dict(data.get("config") or {}))
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
@@ -302,21 +308,6 @@ def _image_shape(data: Any) -> tuple[int, int, int] | None:
 def _macs_per_image(model: nn.Module, image_shape: tuple[int, int, int]) -> int:
     """Multiply-accumulates of one forward pass for one image (also the earliest check that
     the images fit the model: the model's own ValueError comes out here)."""
-    try:
-        from .analysis import count_macs
-    except ImportError:  # analysis module absent: count on a real one-image batch
-        from torch.utils.flop_counter import FlopCounterMode
-
-        was_training = model.training
-        model.eval()
-        counter = FlopCounterMode(display=False)
-        try:
-            x = torch.zeros((1, *image_shape), device=_model_device(model))
-            with torch.no_grad(), counter:
-                model(x)
-        finally:
-            model.train(was_training)
-        return counter.get_total_flops() // 2
     return int(count_macs(model, (1, *image_shape)))
 
 
@@ -641,6 +632,7 @@ def fit(
     aux_weight: float = 0.3,
     precision: str = "auto",
     checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
     resume: bool = True,
     seed: int = 0,
     devices: str | torch.device = "auto",
@@ -662,10 +654,13 @@ def fit(
     aux_weight    weight of auxiliary losses when the model returns (logits, aux, ...) in
                   training mode (GoogLeNet: 0.3).
     precision     "auto" | "fp32" | "bf16" | "fp16" (see :func:`resolve_precision`).
-    checkpoint    file to write after every epoch; with ``resume=True`` an existing file is
-                  loaded first and training continues from the epoch after it, exactly as if
-                  it had not stopped (keep the other arguments; a one-cycle schedule keeps
-                  the length it was built with).
+    checkpoint    file to write during training (about every 30 s of training, so that a
+                  Colab/Kaggle disconnect loses little of a one-epoch run) and after every
+                  epoch; with ``resume=True`` an existing file is loaded first and training
+                  continues where it stopped, inside an epoch too, exactly as if it had not
+                  stopped (keep the other arguments; a one-cycle schedule keeps the length
+                  it was built with).
+    checkpoint_every  save every N optimizer steps instead of every ~30 s.
     seed          seeds torch/NumPy/Python at the start (dropout, anything random inside
                   the model); the data's order depends on the data's own seed and the epoch.
     devices       "auto": the data's device (else the best available); "all": every visible
@@ -678,6 +673,11 @@ def fit(
     """
     _check_arguments(epochs, lr, momentum, weight_decay, label_smoothing, aux_weight,
                      max_steps, log_every, devices)
+    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or
+                                         not isinstance(checkpoint_every, int) or
+                                         checkpoint_every < 1):
+        raise ValueError(f"checkpoint_every must be None or a whole number >= 1, got "
+                         f"{checkpoint_every!r}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     device = _choose_device(train, devices)
@@ -734,7 +734,7 @@ def fit(
     env.seed_everything(seed)
 
     # ---- resume
-    start_epoch, global_step = 0, 0
+    start_epoch, global_step, in_epoch = 0, 0, None
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
     if ckpt_path is not None and resume and ckpt_path.exists():
         state = _load_checkpoint(ckpt_path)
@@ -753,21 +753,37 @@ def fit(
         saved = History.from_dict(state["history"])
         history.steps, history.epochs = saved.steps, saved.epochs
         start_epoch, global_step = int(state["epoch"]), int(state["step"])
+        in_epoch = state.get("in_epoch")  # saved inside epoch start_epoch + 1
         if progress and start_epoch >= epochs:
             print(f"[fit] {ckpt_path} already holds {start_epoch} epoch(s) (epochs={epochs}): "
                   f"nothing to train. Pass a larger epochs to continue, or resume=False to "
                   f"start over.")
         elif progress:
-            print(f"[fit] resumed from {ckpt_path} after epoch {start_epoch} "
-                  f"(step {global_step}).")
+            where = (f"inside epoch {start_epoch + 1}" if in_epoch
+                     else f"after epoch {start_epoch}")
+            print(f"[fit] resumed from {ckpt_path} {where} (step {global_step}).")
+
+    def save_checkpoint(completed_epochs: int, partial: dict | None = None) -> None:
+        """Everything a resumed run needs to continue bit for bit; ``partial``: the
+        sums of an unfinished epoch (see _train_one_epoch)."""
+        _save_checkpoint(ckpt_path, {
+            "format": "course_utils.fit/1", "epoch": completed_epochs, "step": state["step"],
+            "model": net.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+            "rng": _rng_state(), "history": history.to_dict(), "in_epoch": partial,
+        })
 
     # ---- the loop
     train_seconds = sum(e.get("train_seconds", 0.0) for e in history.epochs)
     train_images = sum(e.get("train_images", 0) for e in history.epochs)
     interrupted = False
     epoch = start_epoch
-    # Shared with _train_one_epoch so that Ctrl-C and OOM handlers see where it stopped.
-    state = {"step": global_step, "batch_size": _batch_size(train)}
+    # Shared with _train_one_epoch so that Ctrl-C and OOM handlers see where it stopped, and
+    # so that it can save (and, after a resume, skip) the steps inside an epoch.
+    state = {"step": global_step, "batch_size": _batch_size(train), "resume": in_epoch,
+             "save": save_checkpoint if ckpt_path is not None else None,
+             "save_every": checkpoint_every}
     try:
         for epoch in range(start_epoch, epochs):
             if max_steps is not None and global_step >= max_steps:
@@ -795,20 +811,14 @@ def fit(
             sched.step_epoch(record["test_loss"] if record["test_loss"] is not None
                              else record["train_loss"])
             if ckpt_path is not None:
-                _save_checkpoint(ckpt_path, {
-                    "format": "course_utils.fit/1", "epoch": epoch + 1, "step": global_step,
-                    "model": net.state_dict(), "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                    "rng": _rng_state(), "history": history.to_dict(),
-                })
+                save_checkpoint(epoch + 1)
     except KeyboardInterrupt:
         interrupted = True
         global_step = state["step"]
         print(f"\n[fit] Interrupted (Ctrl-C) in epoch {epoch + 1}, after {global_step} steps. "
               f"The model keeps its partly trained weights; the returned History has "
               f"final['interrupted'] = True."
-              + (f" The last complete epoch is saved in {ckpt_path}." if ckpt_path else ""))
+              + (f" The last checkpoint is {ckpt_path}." if ckpt_path else ""))
     except _OOM_BASE as err:
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -851,11 +861,17 @@ def _train_one_epoch(runner, train, opt, sched, scaler, device, prec, channels_l
                      label_smoothing, aux_weight, epoch, epochs, max_steps, read_every,
                      progress, history, steps_per_epoch, state):
     """One pass over ``train``; returns the epoch's record. ``state`` ("step",
-    "batch_size") is kept current after every step for fit's error handlers."""
+    "batch_size") is kept current after every step for fit's error handlers. With
+    ``state["save"]`` it checkpoints inside the epoch (every ``state["save_every"]`` steps, else
+    every CHECKPOINT_SECONDS); ``state["resume"]`` holds the sums of a checkpoint written
+    inside this epoch, whose steps are skipped (same order: it depends on (seed, epoch))."""
     from tqdm.auto import tqdm
 
     runner.train()
     global_step = state["step"]
+    resume = state.pop("resume", None) or {}
+    save, save_every = state.get("save"), state.get("save_every")
+    state["resume"] = None
     if hasattr(train, "set_epoch"):
         train.set_epoch(epoch)  # the epoch's order depends only on (data seed, epoch)
     total = steps_per_epoch
@@ -866,12 +882,24 @@ def _train_one_epoch(runner, train, opt, sched, scaler, device, prec, channels_l
 
     # Running sums on the device: reading them forces a sync, so it happens only every
     # ``read_every`` steps. ``window_*`` cover the steps since the previous read.
-    window_loss = torch.zeros((), device=device)
-    window_correct = torch.zeros((), device=device, dtype=torch.long)
-    epoch_loss, epoch_correct, epoch_seen = 0.0, 0, 0
-    window_seen, window_start, steps_in_epoch = 0, global_step, 0
-    started = time.perf_counter()
-    window_time = started
+    window_loss = torch.tensor(resume.get("window_loss", 0.0), device=device)
+    window_correct = torch.tensor(resume.get("window_correct", 0), device=device,
+                                  dtype=torch.long)
+    epoch_loss = resume.get("epoch_loss", 0.0)
+    epoch_correct, epoch_seen = resume.get("epoch_correct", 0), resume.get("epoch_seen", 0)
+    window_seen = resume.get("window_seen", 0)
+    window_start = resume.get("window_start", global_step)
+    steps_in_epoch = skip = resume.get("steps", 0)
+    started = time.perf_counter() - resume.get("seconds", 0.0)
+    window_time = last_save = time.perf_counter()
+    bar.update(skip - (global_step - window_start))  # the open window is counted at its read
+
+    def save_partial() -> None:
+        save(epoch, {"steps": steps_in_epoch, "epoch_loss": epoch_loss,
+                     "epoch_correct": epoch_correct, "epoch_seen": epoch_seen,
+                     "window_loss": window_loss.item(), "window_correct": int(window_correct),
+                     "window_seen": window_seen, "window_start": window_start,
+                     "seconds": time.perf_counter() - started})
 
     def read_point() -> None:
         nonlocal window_loss, window_correct, epoch_loss, epoch_correct, epoch_seen
@@ -903,6 +931,9 @@ def _train_one_epoch(runner, train, opt, sched, scaler, device, prec, channels_l
 
     try:
         for x, y in _batches(train, device, channels_last):
+            if skip:  # trained before the interruption
+                skip -= 1
+                continue
             if max_steps is not None and global_step >= max_steps:
                 break
             batch_size = state["batch_size"] = y.shape[0]
@@ -929,6 +960,10 @@ def _train_one_epoch(runner, train, opt, sched, scaler, device, prec, channels_l
             window_seen += batch_size
             if steps_in_epoch % read_every == 0:
                 read_point()
+            if save is not None and (steps_in_epoch % save_every == 0 if save_every else
+                                     time.perf_counter() - last_save >= CHECKPOINT_SECONDS):
+                save_partial()
+                last_save = time.perf_counter()
         if window_seen:
             read_point()
     finally:

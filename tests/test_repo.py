@@ -68,7 +68,7 @@ def test_every_notebook_is_collected_exactly_once(repo_root):
 def test_grading_is_one_make_command_and_nbgrader_is_instructor_only(repo_root):
     makefile = (repo_root / "Makefile").read_text(encoding="utf-8")
     assert "\ngrade: $(VENV)/.installed-instructor" in makefile
-    assert "course_utils.tools grade $(SMOKE_FLAG) $(SUBMISSIONS)" in makefile
+    assert "course_tools grade $(SMOKE_FLAG) $(SUBMISSIONS)" in makefile
     readme = (repo_root / "README.md").read_text(encoding="utf-8")
     assert 'make grade SUBMISSIONS="a.ipynb b.ipynb"' in readme
     assert "채점은 학생의 코드를 실행합니다" in readme  # grading runs student code: said plainly

@@ -1,4 +1,4 @@
-"""Instructor tools (course_utils.tools) on small synthetic notebooks.
+"""Instructor tools (course_tools) on small synthetic notebooks.
 
 The notebooks here follow the course conventions (badges, setup, parameters, a solution
 region, a ``check`` cell) but hold trivial code, so that a kernel run takes seconds. The
@@ -16,7 +16,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from course_utils import tools
+from course_tools import cli as tools
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = tools.RepoConfig("https://github.com/deep-learning-systems/advanced-cnn-course", "main",

@@ -297,6 +297,88 @@ def test_resume_is_bit_identical(tmp_path):
     assert h_resumed.epochs[1]["lr"] == h_straight.epochs[1]["lr"]
 
 
+def test_checkpoints_inside_the_epoch_every_n_steps_or_every_30_seconds(tmp_path, monkeypatch):
+    saved = []
+    real_save = train_mod._save_checkpoint
+
+    def record(path, payload):
+        saved.append((payload["step"], (payload["in_epoch"] or {}).get("steps")))
+        real_save(path, payload)
+
+    monkeypatch.setattr(train_mod, "_save_checkpoint", record)
+    train, test = toy_data()  # 8 steps per epoch
+    fit(TinyCNN(), train, test, epochs=1, checkpoint=tmp_path / "a.pt", checkpoint_every=3,
+        progress=False)
+    assert saved == [(3, 3), (6, 6), (8, None)]  # inside the epoch, then the epoch's end
+    saved.clear()
+    monkeypatch.setattr(train_mod, "CHECKPOINT_SECONDS", 0.0)  # the default: by time
+    fit(TinyCNN(), train, test, epochs=1, checkpoint=tmp_path / "b.pt", progress=False)
+    assert [steps for _, steps in saved] == [1, 2, 3, 4, 5, 6, 7, 8, None]
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        fit(TinyCNN(), train, test, checkpoint=tmp_path / "c.pt", checkpoint_every=0)
+
+
+KILLED_RUN = """
+import sys, time
+import torch
+sys.path.insert(0, {tests!r})
+from test_train import TinyCNN, toy_data
+from course_utils.train import fit
+
+torch.set_num_threads(1)  # as the test process: the same sums in the same order
+train, test = toy_data()
+torch.manual_seed(1)
+model = TinyCNN()
+model.register_forward_pre_hook(lambda module, inputs: time.sleep(0.1))  # time to kill it
+fit(model, train, test, epochs=2, checkpoint={ckpt!r}, checkpoint_every=1, **{kwargs!r})
+"""
+
+
+def test_a_run_killed_inside_an_epoch_resumes_bit_identically(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    kwargs = dict(lr=0.05, schedule="step", progress=False)
+    train, test = toy_data()  # 8 steps per epoch
+    torch.manual_seed(1)
+    straight = TinyCNN()
+    h_straight = fit(straight, train, test, epochs=2, **kwargs)
+
+    ckpt = tmp_path / "run.pt"
+    script = KILLED_RUN.format(tests=str(Path(__file__).parent), ckpt=str(ckpt), kwargs=kwargs)
+    child = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:  # wait for a checkpoint from step 3 of epoch 2
+            if ckpt.exists():
+                try:
+                    payload = torch.load(ckpt, weights_only=True)
+                except Exception:  # noqa: BLE001 - replaced while reading: try again
+                    payload = {}
+                if payload.get("epoch") == 1 and (payload.get("in_epoch") or {}).get("steps", 0) >= 3:
+                    break
+            assert child.poll() is None, "the training process ended before it was killed"
+            time.sleep(0.01)
+        else:
+            pytest.fail("no checkpoint inside the second epoch within 120 s")
+        child.send_signal(signal.SIGKILL)  # no chance to clean up, like a lost Colab VM
+    finally:
+        child.kill()
+        child.wait()
+    payload = torch.load(ckpt, weights_only=True)
+    assert payload["epoch"] == 1 and 3 <= payload["in_epoch"]["steps"] < 8, "killed mid-epoch"
+
+    torch.manual_seed(123)  # a new session: different init, different global RNG
+    resumed = TinyCNN()
+    h_resumed = fit(resumed, train, test, epochs=2, checkpoint=ckpt, **kwargs)
+    a, b = _weights(straight), _weights(resumed)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert h_resumed.epochs[1]["train_loss"] == h_straight.epochs[1]["train_loss"]
+    assert [s["loss"] for s in h_resumed.steps] == [s["loss"] for s in h_straight.steps]
+
+
 def test_resume_of_a_finished_run_trains_nothing(tmp_path):
     train, test = toy_data()
     ckpt = tmp_path / "run.pt"

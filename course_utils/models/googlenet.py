@@ -210,19 +210,27 @@ class GoogLeNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        check_input(self, x)
-        x = self.lrn1(self.maxpool1(self.conv1(x)))
-        x = self.maxpool2(self.lrn2(self.conv2(x)))
-        x = self.maxpool3(self.inception3b(self.inception3a(x)))
-        x = self.inception4a(x)
+        check_input(self, x)  # shapes below for a 224x224 input, as in Table 1
+        x = self.conv1(x)  # 64 x 112 x 112
+        x = self.lrn1(self.maxpool1(x))  # 64 x 56 x 56
+        x = self.conv2(x)  # 192 x 56 x 56 (1x1 reduce + 3x3)
+        x = self.maxpool2(self.lrn2(x))  # 192 x 28 x 28
+        x = self.inception3a(x)  # 256 x 28 x 28
+        x = self.inception3b(x)  # 480 x 28 x 28
+        x = self.maxpool3(x)  # 480 x 14 x 14
+        x = self.inception4a(x)  # 512 x 14 x 14
         with_aux = self.aux_logits and self.training
-        aux1 = self.aux1(x) if with_aux else None
-        x = self.inception4d(self.inception4c(self.inception4b(x)))
-        aux2 = self.aux2(x) if with_aux else None
-        x = self.maxpool4(self.inception4e(x))
-        x = self.inception5b(self.inception5a(x))
-        x = torch.flatten(self.avgpool(x), 1)
-        logits = self.fc(self.dropout(x))
+        aux1 = self.aux1(x) if with_aux else None  # first auxiliary classifier
+        x = self.inception4b(x)  # 512 x 14 x 14
+        x = self.inception4c(x)  # 512 x 14 x 14
+        x = self.inception4d(x)  # 528 x 14 x 14
+        aux2 = self.aux2(x) if with_aux else None  # second auxiliary classifier
+        x = self.inception4e(x)  # 832 x 14 x 14
+        x = self.maxpool4(x)  # 832 x 7 x 7
+        x = self.inception5a(x)  # 832 x 7 x 7
+        x = self.inception5b(x)  # 1024 x 7 x 7
+        x = torch.flatten(self.avgpool(x), 1)  # 1024
+        logits = self.fc(self.dropout(x))  # num_classes
         if with_aux:
             return logits, aux1, aux2
         return logits

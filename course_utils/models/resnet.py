@@ -173,11 +173,15 @@ class ResNet(nn.Module):
                     nn.init.zeros_(m.bn2.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(self, x)
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        x = self.avgpool(x)
-        return self.fc(torch.flatten(x, 1))
+        check_input(self, x)  # shapes below for a 224x224 input (Table 1; C = 1 or 4)
+        x = self.relu(self.bn1(self.conv1(x)))  # conv1: 64 x 112 x 112
+        x = self.maxpool(x)  # 64 x 56 x 56
+        x = self.layer1(x)  # conv2_x: 64C x 56 x 56
+        x = self.layer2(x)  # conv3_x: 128C x 28 x 28
+        x = self.layer3(x)  # conv4_x: 256C x 14 x 14
+        x = self.layer4(x)  # conv5_x: 512C x 7 x 7
+        x = torch.flatten(self.avgpool(x), 1)  # 512C
+        return self.fc(x)  # num_classes
 
 
 def resnet18(**kwargs) -> ResNet:
