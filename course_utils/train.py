@@ -871,7 +871,6 @@ def _train_one_epoch(runner, train, opt, sched, scaler, device, prec, channels_l
     global_step = state["step"]
     resume = state.pop("resume", None) or {}
     save, save_every = state.get("save"), state.get("save_every")
-    state["resume"] = None
     if hasattr(train, "set_epoch"):
         train.set_epoch(epoch)  # the epoch's order depends only on (data seed, epoch)
     total = steps_per_epoch

@@ -18,6 +18,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
+@pytest.fixture(scope="module")
+def shared_weights():
+    """Large random tensors reused between models (VGG's classifier is the same in all);
+    see fake_weights.random_state_dict."""
+    cache: dict[tuple, object] = {}
+    yield cache
+    cache.clear()
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

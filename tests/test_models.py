@@ -11,6 +11,7 @@ import re
 import pytest
 import torch
 import torchvision
+from fake_weights import random_state_dict
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -459,37 +460,6 @@ def test_the_check_leaves_tracing_and_torchinfo_alone():
 # tests the same thing; and the batch-norm statistics must be random too, otherwise every
 # BN is the identity and swapping two of them would go unnoticed. Outputs are compared in
 # eval mode (running statistics), on one small image.
-
-
-@pytest.fixture(scope="module")
-def shared_weights():
-    """Large random tensors reused between models (VGG's classifier is the same in all)."""
-    cache: dict[tuple, torch.Tensor] = {}
-    yield cache
-    cache.clear()
-
-
-def random_state_dict(reference: nn.Module, shared: dict) -> dict[str, torch.Tensor]:
-    """Random values for every entry of ``reference.state_dict()`` (a meta model)."""
-    generator = torch.Generator().manual_seed(0)
-    state = {}
-    for key, meta in reference.state_dict().items():
-        shape, leaf = tuple(meta.shape), key.rsplit(".", 1)[-1]
-        if leaf == "num_batches_tracked":
-            value = torch.zeros((), dtype=torch.long)
-        elif (key, shape) in shared:
-            value = shared[(key, shape)]
-        elif leaf == "weight" and meta.dim() > 1:  # conv / linear: He-scaled normal
-            fan_in = meta[0].numel()
-            value = torch.randn(shape, generator=generator) * (2.0 / fan_in) ** 0.5
-        elif leaf in ("weight", "running_var"):  # BN scale and variance
-            value = torch.rand(shape, generator=generator) * 0.5 + 0.5
-        else:  # biases and running means
-            value = torch.randn(shape, generator=generator) * 0.1
-        if value.numel() > 1_000_000:
-            shared[(key, shape)] = value
-        state[key] = value
-    return state
 
 
 def relative_difference(name: str, size: int, shared: dict, **kwargs) -> float:

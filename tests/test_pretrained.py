@@ -17,6 +17,7 @@ from urllib.error import URLError
 import pytest
 import torch
 import torchvision
+from fake_weights import random_state_dict
 from torch import nn
 
 from course_utils import papers
@@ -64,37 +65,17 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
 
 
-@pytest.fixture(scope="module")
-def shared_weights():
-    """Big random tensors reused between models (every VGG has the same classifier)."""
-    cache: dict[tuple, torch.Tensor] = {}
-    yield cache
-    cache.clear()
-
-
 def standin_checkpoint(name: str, shared: dict, old_densenet_keys: bool = True) -> dict:
     """What torchvision's file for ``name`` holds, with random values of our own."""
     with torch.device("meta"):
         reference = getattr(torchvision.models, name)(weights=None)
-    generator = torch.Generator().manual_seed(0)
-    state = {}
     old_keys = old_densenet_keys and name.startswith("densenet")
-    for key, meta in reference.state_dict().items():
-        shape, leaf = tuple(meta.shape), key.rsplit(".", 1)[-1]
-        if leaf == "num_batches_tracked" and old_keys:
-            continue  # the old files predate this counter (PyTorch 0.4.1)
-        if leaf == "num_batches_tracked":
+    state = {}
+    for key, value in random_state_dict(reference, shared).items():
+        if key.endswith("num_batches_tracked"):
+            if old_keys:
+                continue  # the old files predate this counter (PyTorch 0.4.1)
             value = torch.tensor(7)  # not 0: proves the file's value was loaded
-        elif (key, shape) in shared:
-            value = shared[(key, shape)]
-        elif leaf == "weight" and meta.dim() > 1:  # conv / linear: He-scaled normal
-            value = torch.randn(shape, generator=generator) * (2.0 / meta[0].numel()) ** 0.5
-        elif leaf in ("weight", "running_var"):  # BN scale and variance
-            value = torch.rand(shape, generator=generator) * 0.5 + 0.5
-        else:  # biases and running means
-            value = torch.randn(shape, generator=generator) * 0.1
-        if value.numel() > 1_000_000:
-            shared[(key, shape)] = value
         if old_keys:
             # denselayer1.norm1.weight -> denselayer1.norm.1.weight, as in the real files
             key = re.sub(r"(denselayer\d+\.(?:norm|conv))([12])\.", r"\1.\2.", key)
