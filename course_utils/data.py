@@ -28,13 +28,11 @@ says where it looked and what to put where; with ``fallback="sample"`` (the defa
 mode, ``COURSE_SMOKE=1``) the bundled real-MNIST sample is used instead and the run banner says
 so (``course_utils.env.add_note``).
 
-CIFAR-10 comes as torchvision's ``cifar-10-batches-py`` (or the unextracted official
-``cifar-10-python.tar.gz``), or as an image dump ``cifar10/{train,test}/<class>/*.jpg`` (also
-packed as ``cifar10*.tar.gz``). A dump is decoded once (~10-25 s for 60,000 JPEGs on two busy
-cores) and cached as uint8 tensors in ``decoded_uint8.pt`` inside the dump folder (or
-``<archive name>.decoded_uint8.pt`` beside an archive); where that folder is read-only (Kaggle's
-inputs) the cache goes to ``$COURSE_CACHE`` or ``~/.cache/course_utils``. Loading it again
-takes ~0.5 s. The cache is rebuilt when the class folders' file counts or times change.
+The files are read by ``torchvision.datasets`` (MNIST, FashionMNIST, CIFAR10, ImageFolder).
+CIFAR-10 comes as torchvision's ``cifar-10-batches-py`` or as an image dump
+``cifar10/{train,test}/<class>/*.jpg`` (Kaggle's "CIFAR-10 PNGs in folders" and the course
+machine's copy). A dump is decoded once and cached as uint8 tensors (see
+:func:`_load_image_dump`); loading it again takes ~0.5 s.
 """
 
 from __future__ import annotations
@@ -42,13 +40,10 @@ from __future__ import annotations
 import copy
 import gzip
 import hashlib
-import io
 import math
 import os
-import pickle
+import shutil
 import socket
-import tarfile
-import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -123,19 +118,12 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # The four IDX files of MNIST and Fashion-MNIST (both use the same names).
-_IDX_STEMS = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
+_IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+              "t10k-labels-idx1-ubyte")
 _MNIST_DIRS = ("MNIST/raw", "MNIST", "mnist/raw", "mnist", "raw", ".")
 _FASHION_DIRS = ("FashionMNIST/raw", "FashionMNIST", "fashion_mnist/raw", "fashion_mnist",
                  "fashion-mnist/raw", "fashion-mnist", "fashionmnist", "raw", ".")
-_CIFAR_PICKLE_DIRS = ("cifar-10-batches-py", ".")
 _CIFAR_DUMP_DIRS = ("cifar10", "cifar-10", "CIFAR10", "CIFAR-10", "cifar10-jpg", ".")
-_CIFAR_ARCHIVE = "cifar-10-python.tar.gz"   # the official download (python pickles inside)
-_ARCHIVES = (".tar.gz", ".tgz", ".tar")
 
 # What to tell a user who has to put the files somewhere by hand.
 LAYOUTS = {
@@ -145,7 +133,8 @@ LAYOUTS = {
     "fashion_mnist": "FashionMNIST/raw/ with the four Fashion-MNIST files "
                      "train-images-idx3-ubyte ... t10k-labels-idx1-ubyte (or .gz)",
     "cifar10": "cifar-10-batches-py/ (torchvision's layout: data_batch_1..5, test_batch) or an "
-               "image dump cifar10/train/<class>/*.jpg + cifar10/test/<class>/*.jpg",
+               "image dump cifar10/train/<class>/*.jpg + cifar10/test/<class>/*.jpg "
+               "(extract a .tar.gz first)",
     "imagefolder": "<path>/train/<class>/*.jpg and <path>/val/<class>/*.jpg (or test/)",
 }
 
@@ -169,21 +158,16 @@ def data_roots(root: str | os.PathLike | None = None) -> list[tuple[str, Path | 
     that error messages can say so. Kaggle's input folder is expanded separately (it is
     searched a few levels deep).
     """
-    roots: list[tuple[str, Path | None]] = []
-    if root is not None:
-        roots.append(("root argument", Path(root).expanduser()))
     course_data = os.environ.get(env.DATA_ENV)
+    roots = [("root argument", Path(root).expanduser())] if root is not None else []
     roots.append((f"${env.DATA_ENV}", Path(course_data).expanduser() if course_data else None))
     roots.append(("./data", Path("data").absolute()))
     return roots
 
 
 def _kaggle_folders() -> list[Path]:
-    """Folders below /kaggle/input, breadth first, a few levels deep.
-
-    Image folders (thousands of files) are not descended into: datasets are recognised from
-    their parent folder.
-    """
+    """Folders below /kaggle/input, breadth first, a few levels deep. Image folders
+    (thousands of entries) are not descended into: datasets are recognised from their parent."""
     if not KAGGLE_INPUT.is_dir():
         return []
     found, level = [], [KAGGLE_INPUT]
@@ -194,33 +178,26 @@ def _kaggle_folders() -> list[Path]:
                 entries = list(os.scandir(folder))
             except OSError:
                 continue
-            if len(entries) > 1000:
-                continue
-            next_level += [Path(e.path) for e in entries if e.is_dir(follow_symlinks=True)]
+            if len(entries) <= 1000:
+                next_level += [Path(e.path) for e in entries if e.is_dir(follow_symlinks=True)]
         found += next_level
         level = next_level
     return found
 
 
-def _idx_files(folder: Path) -> dict[str, Path] | None:
+def _idx_files(folder: Path) -> list[Path] | None:
     """The four IDX files in ``folder`` (raw or .gz, '-idx' or Kaggle's '.idx' spelling)."""
-    files = {}
-    for key, stem in _IDX_STEMS.items():
+    files = []
+    for stem in _IDX_STEMS:
         dotted = stem.replace("-idx", ".idx")
-        for name in (stem, stem + ".gz", dotted, dotted + ".gz"):
-            path = folder / name
-            if path.is_dir():  # some Kaggle uploads wrap every file in a folder of its name
-                path = path / name
-            if path.is_file():
-                files[key] = path
-                break
-        else:
+        candidates = [folder / name for name in (stem, stem + ".gz", dotted, dotted + ".gz")]
+        # some Kaggle uploads wrap every file in a folder of its own name
+        candidates = [path / path.name if path.is_dir() else path for path in candidates]
+        hit = next((path for path in candidates if path.is_file()), None)
+        if hit is None:
             return None
+        files.append(hit)
     return files
-
-
-def _is_image_dump(folder: Path, classes: tuple[str, ...]) -> bool:
-    return all((folder / split / classes[0]).is_dir() for split in ("train", "test"))
 
 
 def _find_in(name: str, base: Path) -> tuple[str, Any] | None:
@@ -238,21 +215,11 @@ def _find_in(name: str, base: Path) -> tuple[str, Any] | None:
                 return "idx", files
         return None
     if name == "cifar10":
-        for sub in _CIFAR_PICKLE_DIRS:
-            folder = base / sub
-            if (folder / "data_batch_1").is_file() and (folder / "test_batch").is_file():
-                return "pickles", folder
+        if all((base / "cifar-10-batches-py" / f).is_file() for f in ("data_batch_1", "test_batch")):
+            return "pickles", base
         for sub in _CIFAR_DUMP_DIRS:
-            folder = base / sub
-            if _is_image_dump(folder, DATASETS["cifar10"].classes):
-                return "dump", folder
-        if (base / _CIFAR_ARCHIVE).is_file():   # the official download, not yet extracted
-            return "pickle_archive", base / _CIFAR_ARCHIVE
-        for path in sorted(base.iterdir()):       # e.g. ../shared/data/cifar10-jpg.tar.gz
-            lower = path.name.lower()
-            if (lower.startswith(("cifar10", "cifar-10")) and lower.endswith(_ARCHIVES)
-                    and path.is_file()):
-                return "dump_archive", path
+            if all((base / sub / split / "airplane").is_dir() for split in ("train", "test")):
+                return "dump", base / sub
         return None
     raise ValueError(name)
 
@@ -265,10 +232,9 @@ def _locate(name: str, root) -> tuple[Any, list[str]]:
             looked.append(f"{label} (not set)")
             continue
         looked.append(f"{label}: {base}" + ("" if base.is_dir() else " (does not exist)"))
-        if base.is_dir():
-            hit = _find_in(name, base)
-            if hit is not None:
-                return hit, looked
+        hit = _find_in(name, base) if base.is_dir() else None
+        if hit is not None:
+            return hit, looked
     kaggle = _kaggle_folders()
     looked.append(f"{KAGGLE_INPUT} and {len(kaggle)} folders below it"
                   if KAGGLE_INPUT.is_dir() else f"{KAGGLE_INPUT} (not present)")
@@ -279,20 +245,23 @@ def _locate(name: str, root) -> tuple[Any, list[str]]:
     return None, looked
 
 
-def _download(name: str, root) -> str | None:
-    """Let torchvision download ``name`` into ``root`` (or ./data). Returns an error or None."""
-    import torchvision
+def _torchvision_class(name: str):
+    from torchvision import datasets
 
+    return {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST,
+            "cifar10": datasets.CIFAR10}[name]
+
+
+def _download(name: str, root) -> str | None:
+    """Let torchvision download ``name`` into ``root`` (or ./data). Returns an error or None.
+    (An official archive already in that folder is only checked and extracted.)"""
     target = Path(root).expanduser() if root is not None else Path("data").absolute()
-    cls = {"mnist": torchvision.datasets.MNIST,
-           "fashion_mnist": torchvision.datasets.FashionMNIST,
-           "cifar10": torchvision.datasets.CIFAR10}[name]
     # torchvision's urllib calls have no timeout: without one an offline machine can hang.
     old_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(30)
     try:
         for train in (True, False):
-            cls(str(target), train=train, download=True)
+            _torchvision_class(name)(str(target), train=train, download=True)
     except Exception as error:  # network errors come in many types (URLError, HTTPError, ...)
         return f"{type(error).__name__}: {error}"
     finally:
@@ -317,128 +286,43 @@ def _not_found_message(name: str, looked: list[str], why_no_download: str) -> st
 # --------------------------------------------------------------------------- reading the files
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    """One IDX file (the format of MNIST and Fashion-MNIST), plain or gzip-compressed."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    if raw[:3] != b"\x00\x00\x08":  # two zero bytes, then 0x08 = unsigned byte data
-        raise ValueError(f"{path} is not an IDX file of unsigned bytes")
-    ndim = raw[3]
-    shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
-def _load_idx_set(files: dict[str, Path]) -> tuple[torch.Tensor, ...]:
-    arrays = [torch.from_numpy(_read_idx(files[k]).copy()) for k in _IDX_STEMS]
-    train_x, train_y, test_x, test_y = arrays
-    return train_x[:, None], train_y.long(), test_x[:, None], test_y.long()
-
-
-def _load_cifar_pickles(read) -> tuple[torch.Tensor, ...]:
-    """CIFAR-10's python pickles (torchvision's layout); ``read(name)`` returns a file's bytes.
-
-    Parsed here rather than by ``torchvision.datasets.CIFAR10`` so that the same code reads
-    the extracted folder and the official ``cifar-10-python.tar.gz`` without extracting it.
-    """
-    def batch(name):
-        entry = pickle.loads(read(name), encoding="latin1")
-        images = torch.from_numpy(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        return images, torch.tensor(entry["labels"], dtype=torch.long)
-
-    train = [batch(f"data_batch_{i}") for i in range(1, 6)]
-    test_x, test_y = batch("test_batch")
-    return (torch.cat([x for x, _ in train]), torch.cat([y for _, y in train]), test_x, test_y)
-
-
-def _read_tar_members(path: Path, wanted) -> dict[str, bytes]:
-    """{member name: bytes} for the files of a (compressed) tar archive that ``wanted(name)``
-    accepts, read in one pass without extracting anything to disk."""
-    out = {}
-    with tarfile.open(path, "r:*") as archive:
-        for member in archive:
-            if member.isfile() and wanted(member.name):
-                out[member.name] = archive.extractfile(member).read()
-    return out
-
-
 def _cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "course_utils")).expanduser()
 
 
-def _cache_paths(source: Path) -> list[Path]:
-    """Where the decoded uint8 copy of an image dump may live: beside it (preferred), or in the
-    user's cache folder (``$COURSE_CACHE``, else ~/.cache/course_utils) when the dataset's
-    folder is read-only, as Kaggle's inputs are."""
-    resolved = source.resolve()
-    tag = hashlib.sha1(str(resolved).encode()).hexdigest()[:10]
-    stem = resolved.name.split(".")[0]
-    beside = (resolved / "decoded_uint8.pt" if resolved.is_dir()
-              else resolved.with_name(f"{stem}.decoded_uint8.pt"))
-    return [beside, _cache_dir() / f"{stem}-{tag}.decoded_uint8.pt"]
-
-
-def _read_only(folder: Path) -> bool:
-    """True for a folder nobody may write to. Checks the permission bits, not just
-    ``os.access``: running as root (Docker, some CI) ignores them, and a dataset folder marked
-    read-only must stay untouched all the same."""
-    while not folder.exists():
-        folder = folder.parent
-    return not os.access(folder, os.W_OK) or not folder.stat().st_mode & 0o222
-
-
-def _dump_signature(source: Path) -> list:
-    """Cheap fingerprint of an image dump, to notice when the cache is stale: per class folder
-    its name, number of files and mtime; for an archive its size and mtime."""
-    if source.is_file():
-        stat = source.stat()
-        return [source.name, stat.st_size, stat.st_mtime_ns]
-    sig = []
-    for split in ("train", "test"):
-        for entry in sorted(os.scandir(source / split), key=lambda e: e.name):
-            if entry.is_dir():
-                sig.append([split, entry.name, len(os.listdir(entry.path)),
-                            entry.stat().st_mtime_ns])
-    return sig
-
-
-def _decode_images(blobs: list[bytes], names: list[str], where: str) -> torch.Tensor:
-    """Encoded images (JPEG, PNG, ...) -> one uint8 (N, 3, H, W) tensor.
-
-    torchvision's batched JPEG decoder is ~3x faster than PIL for CIFAR's tiny images;
-    torchvision 0.29 deprecates its decoders in favour of TorchCodec, so PIL takes over
-    where they are gone. Either way this runs once per dataset (the result is cached).
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            from torchvision.io import ImageReadMode, decode_image, decode_jpeg
-    except ImportError:
-        decode_jpeg = None
-
-    images = []
-    chunk = 4096
-    for start in range(0, len(blobs), chunk):
-        part, part_names = blobs[start:start + chunk], names[start:start + chunk]
-        if decode_jpeg is None:
-            from PIL import Image
-
-            images += [torch.from_numpy(np.asarray(Image.open(io.BytesIO(b)).convert("RGB"))
-                                        .copy()).permute(2, 0, 1) for b in part]
+def _read_idx_set(name: str, files: list[Path]) -> tuple[torch.Tensor, ...]:
+    """MNIST / Fashion-MNIST through ``torchvision.datasets``: the four files are linked (or,
+    when gzip-compressed, unpacked once) into torchvision's layout in the cache folder, since
+    torchvision reads only ``<root>/<MNIST|FashionMNIST>/raw/<exact name>``."""
+    dataset = _torchvision_class(name)
+    tag = hashlib.sha1(str(files[0].resolve().parent).encode()).hexdigest()[:10]
+    root = _cache_dir() / f"{name}-{tag}"
+    raw = root / dataset.__name__ / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for source, stem in zip(files, _IDX_STEMS, strict=True):
+        target = raw / stem
+        if target.is_file() and target.stat().st_mtime >= source.stat().st_mtime:
             continue
-        data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in part]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            if all(n.lower().endswith((".jpg", ".jpeg")) for n in part_names):
-                images += decode_jpeg(data, mode=ImageReadMode.RGB)
-            else:
-                images += [decode_image(d, mode=ImageReadMode.RGB) for d in data]
-    sizes = {tuple(im.shape) for im in images}
-    if len(sizes) != 1:
-        raise ValueError(f"the images in {where} have different sizes ({sorted(sizes)[:3]}...): "
-                         f"use load_data('imagefolder:<folder>') for such data")
-    return torch.stack(images)
+        if source.suffix == ".gz":
+            with gzip.open(source) as packed, open(f"{target}.tmp", "wb") as out:
+                shutil.copyfileobj(packed, out)
+            os.replace(f"{target}.tmp", target)
+        else:
+            target.unlink(missing_ok=True)
+            target.symlink_to(source.resolve())
+    train, test = (dataset(str(root), train=t) for t in (True, False))
+    return train.data[:, None], train.targets, test.data[:, None], test.targets
+
+
+def _read_cifar_pickles(root: Path) -> tuple[torch.Tensor, ...]:
+    """CIFAR-10's python batches through ``torchvision.datasets.CIFAR10`` (which checks each
+    file's MD5): ``.data`` is uint8 (N, 32, 32, 3)."""
+    from torchvision.datasets import CIFAR10
+
+    train, test = (CIFAR10(str(root), train=t) for t in (True, False))
+    return (torch.from_numpy(train.data).permute(0, 3, 1, 2).contiguous(),
+            torch.tensor(train.targets), torch.from_numpy(test.data).permute(0, 3, 1, 2).contiguous(),
+            torch.tensor(test.targets))
 
 
 def _round_robin(labels: torch.Tensor) -> torch.Tensor:
@@ -455,69 +339,68 @@ def _round_robin(labels: torch.Tensor) -> torch.Tensor:
 
 
 def _decode_dump(source: Path, classes: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    """Read ``[prefix/]{train,test}/<class>/<image>`` from a folder or a tar archive."""
-    from torchvision.datasets.folder import IMG_EXTENSIONS
+    """``{train,test}/<class>/<image>`` through ``torchvision.datasets.ImageFolder`` (its
+    file order; PIL decodes) as uint8 tensors."""
+    from torchvision.datasets import ImageFolder
+    from torchvision.transforms import PILToTensor
 
-    class_index = {c: i for i, c in enumerate(classes)}
-    found: dict[str, list] = {"train": [], "test": []}   # (label, file name, bytes)
-    if source.is_dir():
-        for split in found:
-            for cls in classes:
-                folder = source / split / cls
-                for name in sorted(os.listdir(folder)) if folder.is_dir() else []:
-                    if name.lower().endswith(IMG_EXTENSIONS):
-                        found[split].append((class_index[cls], name,
-                                             (folder / name).read_bytes()))
-    else:
-        def wanted(member: str) -> bool:
-            parts = member.split("/")
-            return (len(parts) >= 3 and parts[-3] in found and parts[-2] in class_index
-                    and parts[-1].lower().endswith(IMG_EXTENSIONS))
-
-        for member, data in _read_tar_members(source, wanted).items():
-            split, cls, name = member.split("/")[-3:]
-            found[split].append((class_index[cls], name, data))
     out = {}
-    for split, items in found.items():
-        if not items:
-            raise DatasetNotFoundError(f"no {split}/<class>/ images in {source} "
-                                       f"(classes: {', '.join(classes)})")
-        items.sort(key=lambda item: (item[0], item[1]))      # ImageFolder's order
-        labels = torch.tensor([label for label, _, _ in items], dtype=torch.long)
-        images = _decode_images([b for _, _, b in items], [n for _, n, _ in items],
-                                f"{source}/{split}")
+    for split in ("train", "test"):
+        folder = ImageFolder(str(source / split), transform=PILToTensor())
+        if tuple(folder.classes) != classes:
+            raise DatasetNotFoundError(f"{source / split} has the classes {folder.classes}, "
+                                       f"expected {list(classes)}")
+        images = [image for image, _ in folder]
+        if len({image.shape for image in images}) != 1:
+            raise ValueError(f"the images in {source / split} have different sizes: use "
+                             f"load_data('imagefolder:<folder>') for such data")
+        labels = torch.tensor(folder.targets)
         order = _round_robin(labels)
-        out[f"{split}_images"], out[f"{split}_labels"] = images[order], labels[order]
+        out[f"{split}_images"], out[f"{split}_labels"] = torch.stack(images)[order], labels[order]
     return out
 
 
+def _dump_signature(source: Path) -> list:
+    """Cheap fingerprint of an image dump, to notice when the cache is stale: per class
+    folder its name, number of files and mtime."""
+    return [[split, entry.name, len(os.listdir(entry.path)), entry.stat().st_mtime_ns]
+            for split in ("train", "test")
+            for entry in sorted(os.scandir(source / split), key=lambda e: e.name) if entry.is_dir()]
+
+
+def _read_only(folder: Path) -> bool:
+    """True for a folder nobody may write to. Checks the permission bits, not just
+    ``os.access``: running as root (Docker, some CI) ignores them, and a dataset folder marked
+    read-only must stay untouched all the same."""
+    return not os.access(folder, os.W_OK) or not folder.stat().st_mode & 0o222
+
+
 def _load_image_dump(source: Path, classes: tuple[str, ...]) -> tuple[torch.Tensor, ...]:
-    """An image dump (folder or archive) as uint8 tensors: decoded once, then read back from a
-    cache file (0.5 s instead of ~10 s for CIFAR-10's 60,000 JPEGs on a 2-core CPU)."""
+    """An image dump as uint8 tensors: decoded once (~10-25 s for CIFAR-10's 60,000 JPEGs on
+    two cores), then read back from ``decoded_uint8.pt`` beside it, or in the user cache
+    (``$COURSE_CACHE``, else ~/.cache/course_utils) when the folder is read-only (Kaggle)."""
     keys = ("train_images", "train_labels", "test_images", "test_labels")
+    tag = hashlib.sha1(str(source.resolve()).encode()).hexdigest()[:10]
+    caches = [source / "decoded_uint8.pt", _cache_dir() / f"{source.name}-{tag}.decoded_uint8.pt"]
     signature = _dump_signature(source)
-    for cache in _cache_paths(source):
-        if cache.is_file():
-            try:
-                saved = torch.load(cache, weights_only=True)
-                if saved["signature"] == signature and tuple(saved["classes"]) == classes:
-                    return tuple(saved[k] for k in keys)
-            except Exception:  # a truncated or foreign file: decode again and overwrite it
-                pass
+    for cache in caches:
+        try:
+            saved = torch.load(cache, weights_only=True)
+            if saved["signature"] == signature and tuple(saved["classes"]) == classes:
+                return tuple(saved[k] for k in keys)
+        except Exception:  # missing, truncated or foreign: decode again and overwrite it
+            pass
     arrays = _decode_dump(source, classes)
     payload = {**arrays, "classes": list(classes), "signature": signature}
-    for cache in _cache_paths(source):
-        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-        if _read_only(cache.parent):
-            continue
+    for cache in caches[_read_only(source):]:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
             torch.save(payload, tmp)
             os.replace(tmp, cache)  # atomic: a parallel reader never sees half a file
             break
-        except OSError:  # read-only (Kaggle input): try the next place
-            if tmp.is_file():
-                tmp.unlink()
+        except OSError:  # not writable after all: try the next place
+            pass
     return tuple(arrays[k] for k in keys)
 
 
@@ -538,13 +421,10 @@ def _load_arrays(name: str, found) -> tuple[torch.Tensor, ...]:
                 torch.from_numpy(a["test_labels"]).long())
     kind, path = found
     if kind == "idx":
-        return _load_idx_set(path)
+        return _read_idx_set(name, path)
     if kind == "pickles":
-        return _load_cifar_pickles(lambda member: (path / member).read_bytes())
-    if kind == "pickle_archive":
-        members = _read_tar_members(path, lambda m: "_batch" in m)
-        return _load_cifar_pickles(lambda member: members[f"cifar-10-batches-py/{member}"])
-    return _load_image_dump(path, DATASETS[name].classes)  # "dump" or "dump_archive"
+        return _read_cifar_pickles(path)
+    return _load_image_dump(path, DATASETS[name].classes)
 
 
 # --------------------------------------------------------------------------- batches on the device
@@ -579,25 +459,24 @@ def _random_crop(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, pad: int) 
 
 
 class _LoaderBase:
-    """Attributes and helpers shared by both loaders (the Data contract in CONVENTIONS.md)."""
+    """What both loaders share: the attributes of the data contract (DESIGN.md section 3),
+    set once here, and the helpers built on them."""
 
-    name: str
-    split: str
-    classes: list[str]
-    num_classes: int
-    num_samples: int
-    batch_size: int
-    image_size: int
-    in_channels: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    device: torch.device
-    augment: str | bool
-    fallback: str | None
-    seed: int
-    epoch: int
-    shuffle: bool
-    drop_last: bool
+    def __init__(self, *, name: str, split: str, classes, targets: torch.Tensor,
+                 batch_size: int, image_size: int, in_channels: int, mean: tuple[float, ...],
+                 std: tuple[float, ...], augment: str | bool, shuffle: bool, drop_last: bool,
+                 seed: int, device, fallback: str | None = None) -> None:
+        self.name, self.split = name, split
+        self.classes = list(classes)
+        self.num_classes = len(self.classes)
+        self.device = torch.device(device)
+        self.targets = targets.to(self.device)       # int64 (N,), in stored order
+        self.num_samples = len(targets)
+        self.batch_size, self.image_size, self.in_channels = batch_size, image_size, in_channels
+        self.mean, self.std = mean, std
+        self.augment, self.shuffle, self.drop_last = augment, shuffle, drop_last
+        self.seed, self.epoch = seed, 0
+        self.fallback = fallback
 
     def __len__(self) -> int:
         """Batches per epoch."""
@@ -664,27 +543,14 @@ class DeviceLoader(_LoaderBase):
                  split: str, batch_size: int, image_size: int, in_channels: int,
                  augment: str | bool, shuffle: bool, drop_last: bool, seed: int,
                  device: torch.device, fallback: str | None = None) -> None:
-        self.spec = spec
-        self.name = spec.name
-        self.split = split
-        self.classes = list(spec.classes)
-        self.num_classes = len(spec.classes)
-        self.data = images.to(device)          # uint8 (N, C, H, W): the stored pixels
-        self.targets = labels.to(device)       # int64 (N,)
-        self.num_samples = len(labels)
-        self.batch_size = batch_size
-        self.image_size = image_size
-        self.in_channels = in_channels
         repeat = in_channels // spec.in_channels
-        self.mean = spec.mean * repeat
-        self.std = spec.std * repeat
-        self.augment = augment
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.seed = seed
-        self.epoch = 0
-        self.device = torch.device(device)
-        self.fallback = fallback
+        super().__init__(name=spec.name, split=split, classes=spec.classes, targets=labels,
+                         batch_size=batch_size, image_size=image_size, in_channels=in_channels,
+                         mean=spec.mean * repeat, std=spec.std * repeat, augment=augment,
+                         shuffle=shuffle, drop_last=drop_last, seed=seed, device=device,
+                         fallback=fallback)
+        self.spec = spec
+        self.data = images.to(self.device)          # uint8 (N, C, H, W): the stored pixels
 
     def to(self, device) -> DeviceLoader:
         """The same data on another device (same seed, epoch and settings)."""
@@ -814,44 +680,33 @@ class FolderLoader(_LoaderBase):
         first_w, first_h = self.dataset[0][0].size
         native = min(first_w, first_h)
         # ImageNet-sized photos default to 224; small images (a CIFAR dump) keep their size.
-        self.image_size = image_size or min(native, 224)
-        self.in_channels = in_channels or 3
-        if self.in_channels not in (1, 3):
+        size = image_size or min(native, 224)
+        in_channels = in_channels or 3
+        if in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 or 3 for image folders, got {in_channels}")
-        grey = [transforms.Grayscale(1)] if self.in_channels == 1 else []
-        size = self.image_size
+        grey = [transforms.Grayscale(1)] if in_channels == 1 else []
         # Standard evaluation view: resize to size/0.875 (256 for 224), centre crop. Images
         # that are not larger than the target are only resized.
         resize = round(size / 0.875) if native > size else size
         self.eval_transform = transforms.Compose(
             [transforms.Resize(resize), transforms.CenterCrop(size), *grey,
              transforms.PILToTensor()])
+        self.train_transform = self.eval_transform
         if augment:
             # scale >= 0.35 rather than ImageNet's 0.08: short runs on small sets (Imagenette)
             # learn faster from crops that still show most of the object.
             self.train_transform = transforms.Compose(
                 [transforms.RandomResizedCrop(size, scale=(0.35, 1.0)),
                  transforms.RandomHorizontalFlip(), *grey, transforms.PILToTensor()])
-        else:
-            self.train_transform = self.eval_transform
-        self.spec = None
-        self.name = name
-        self.split = split
-        self.classes = list(self.dataset.classes)
-        self.num_classes = len(self.classes)
-        self.num_samples = len(self.dataset)
-        self.targets = torch.tensor(self.dataset.targets, dtype=torch.long, device=device)
-        self.batch_size = batch_size
         # ImageNet's statistics; for grey images the mean of its three channels
-        self.mean = IMAGENET_MEAN if self.in_channels == 3 else (0.449,)
-        self.std = IMAGENET_STD if self.in_channels == 3 else (0.226,)
-        self.augment = "crop+flip" if augment else False
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.seed = seed
-        self.epoch = 0
-        self.device = torch.device(device)
-        self.fallback = None
+        super().__init__(name=name, split=split, classes=self.dataset.classes,
+                         targets=torch.tensor(self.dataset.targets), batch_size=batch_size,
+                         image_size=size, in_channels=in_channels,
+                         mean=IMAGENET_MEAN if in_channels == 3 else (0.449,),
+                         std=IMAGENET_STD if in_channels == 3 else (0.226,),
+                         augment="crop+flip" if augment else False, shuffle=shuffle,
+                         drop_last=drop_last, seed=seed, device=device)
+        self.spec = None
         self.num_workers = num_workers
         self._seeded = _SeededTransform(self.dataset, self.train_transform, seed)
 
@@ -912,29 +767,32 @@ def _check_int(value, what: str, minimum: int) -> int:
     return int(value)
 
 
-def _subset_size(subset, available: int, what: str) -> int | None:
+def _check_subset(subset, what: str) -> int | float | None:
+    """None, a number of images (int >= 1) or a fraction in (0, 1]."""
+    if subset is None or (isinstance(subset, float) and 0 < subset <= 1):
+        return subset
+    if isinstance(subset, float):
+        raise ValueError(f"{what} must be a number of images or a fraction in (0, 1], "
+                         f"got {subset!r}")
+    return _check_int(subset, what, 1)
+
+
+def _subset_size(subset: int | float | None, available: int, what: str) -> int | None:
+    """How many of ``available`` images a checked ``subset`` keeps."""
     if subset is None:
         return None
     if isinstance(subset, float):
-        if not 0 < subset <= 1:
-            raise ValueError(f"{what} must be a number of images or a fraction in (0, 1], "
-                             f"got {subset!r}")
         return max(1, round(subset * available))
-    size = _check_int(subset, what, 1)
-    if size > available:
-        raise ValueError(f"{what}={size} is larger than the {available} images available")
-    return size
+    if subset > available:
+        raise ValueError(f"{what}={subset} is larger than the {available} images available")
+    return subset
 
 
 def _resolve_augment(augment, spec: DatasetSpec) -> str | bool:
-    if augment is False or augment is None:
-        return False
+    """True: random crop, plus flips where they keep the label (not for digits)."""
     if augment is True:
         return "crop+flip" if spec.flip else "crop"
-    if augment in ("crop", "flip", "crop+flip"):
-        return augment
-    raise ValueError(f"augment must be True, False, 'crop', 'flip' or 'crop+flip', "
-                     f"got {augment!r}")
+    return augment or False
 
 
 def load_data(name: str, root: str | os.PathLike | None = None, batch_size: int = 128,
@@ -981,9 +839,10 @@ def load_data(name: str, root: str | os.PathLike | None = None, batch_size: int 
         test_batch_size = _check_int(test_batch_size, "test_batch_size", 1)
     test_batch_size = test_batch_size or batch_size
     num_workers = _check_int(num_workers, "num_workers", 0)
-    _resolve_augment(augment, DATASETS["cifar10"])  # only checks the value here
-    _subset_size(subset, 2**62, "subset")           # the type; the size is checked later
-    _subset_size(test_subset, 2**62, "test_subset")
+    if augment not in (True, False, None, "crop", "flip", "crop+flip"):
+        raise ValueError(f"augment must be True, False, 'crop', 'flip' or 'crop+flip', "
+                         f"got {augment!r}")
+    subset, test_subset = _check_subset(subset, "subset"), _check_subset(test_subset, "test_subset")
     if image_size is not None:
         image_size = _check_int(image_size, "image_size", 1)
         if image_size < MIN_IMAGE_SIZE:
