@@ -114,7 +114,7 @@ def main() -> None:
                  f"{_rate(ips[v])} ({ips[v] / base:.2f}x)" for v in VARIANTS]
         speedup = ips[("bf16", False)] / base
         print(f"| {name} @ {size} | {batch} | {r['macs'] / 1e9:.4f} | " + " | ".join(cells)
-              + f" | {speedup:.2f} | {resolve_precision('auto', 'cpu', r['macs'])}"
+              + f" | {speedup:.2f} | {resolve_precision('auto', 'cpu')}"
               + ("+CL" if use_channels_last("cpu") else "") + " |",
               flush=True)
 

@@ -42,7 +42,6 @@ from .analysis import count_macs, format_table
 from .train import (
     _autocast,
     _batches,
-    _image_shape,
     _place_data,
     evaluate,
     resolve_precision,
@@ -167,8 +166,7 @@ class HomeworkRun:
             model.to(memory_format=torch.channels_last)
         # Same rule as fit: bf16 autocast on GPUs with bf16, fp16 + scaler on a T4, and on a
         # CPU whatever was measured faster (benchmarks/README.md).
-        self.macs_per_image = count_macs(model, (1, *_image_shape(train)))
-        self.precision = resolve_precision("auto", self.device, self.macs_per_image)
+        self.precision = resolve_precision("auto", self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True

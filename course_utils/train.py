@@ -54,7 +54,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import env
-from .analysis import count_macs
 
 __all__ = [
     "fit",
@@ -223,12 +222,10 @@ def cpu_supports_bf16() -> bool:
 # The CPU precision policy, from the table in benchmarks/README.md ("CPU precision policy",
 # produced by benchmarks/cpu_precision.py). On the course machine (2-core AMD EPYC with
 # AVX512-BF16, no AMX) bf16 autocast + channels_last trained every model of the course
-# faster than fp32, from LeNet-5 at 32x32 (1.4-1.6x) to ResNet-50 at 224x224 (2.6x): the
-# smallest model worth switching has 0 MACs per image. The threshold is kept per
-# instruction set so that a measurement on another CPU can raise it. AMX was not available
-# to measure; its bf16 tiles are faster than AVX512-BF16, so it gets the same rule.
-# Without native bf16 instructions bf16 is emulated and only adds conversions: fp32.
-CPU_BF16_MIN_MACS = {"avx512_bf16": 0, "amx": 0}
+# faster than fp32, from LeNet-5 at 32x32 (1.4-1.6x) to ResNet-50 at 224x224 (2.6x), so
+# there is no size threshold. AMX was not available to measure; its bf16 tiles are faster
+# than AVX512-BF16, so it gets the same rule. Without native bf16 instructions bf16 is
+# emulated and only adds conversions: fp32.
 # channels_last (NHWC) let oneDNN's convolutions skip layout reorders: faster for every
 # model in the table but AlexNet (0.7-1.0x; its big 11x11/stride-4 first layer and huge
 # fully connected layers gain nothing). One rule for all is simpler and costs AlexNet
@@ -236,13 +233,11 @@ CPU_BF16_MIN_MACS = {"avx512_bf16": 0, "amx": 0}
 CPU_CHANNELS_LAST = True
 
 
-def resolve_precision(precision: str, device: torch.device | str,
-                      macs_per_image: int | None = None) -> str:
+def resolve_precision(precision: str, device: torch.device | str) -> str:
     """The precision a run actually uses: "fp32", "bf16" or "fp16".
 
     ``"auto"``: CUDA -> bf16 where supported, else fp16 (with a gradient scaler); CPU ->
-    bf16 when the CPU has native bf16 instructions (:func:`cpu_bf16_isa`) and the model
-    does at least ``CPU_BF16_MIN_MACS[isa]`` multiply-accumulates per image, else fp32
+    bf16 when the CPU has native bf16 instructions (:func:`cpu_bf16_isa`), else fp32
     (measured; see ``benchmarks/README.md``); other devices (Apple MPS) -> fp32.
     """
     if precision not in PRECISIONS:
@@ -262,10 +257,7 @@ def resolve_precision(precision: str, device: torch.device | str,
         )
     if precision != "auto":
         return precision
-    isa = cpu_bf16_isa() if device.type == "cpu" else None
-    if isa is not None and (macs_per_image or 0) >= CPU_BF16_MIN_MACS[isa]:
-        return "bf16"
-    return "fp32"
+    return "bf16" if device.type == "cpu" and cpu_bf16_isa() else "fp32"
 
 
 def use_channels_last(device: torch.device | str) -> bool:
@@ -303,12 +295,6 @@ def _image_shape(data: Any) -> tuple[int, int, int] | None:
     if isinstance(size, (tuple, list)):
         return (int(channels), int(size[0]), int(size[-1]))
     return (int(channels), int(size), int(size))
-
-
-def _macs_per_image(model: nn.Module, image_shape: tuple[int, int, int]) -> int:
-    """Multiply-accumulates of one forward pass for one image (also the earliest check that
-    the images fit the model: the model's own ValueError comes out here)."""
-    return int(count_macs(model, (1, *image_shape)))
 
 
 def _with_data_context(err: ValueError, data: Any, shape: tuple[int, ...]) -> ValueError:
@@ -366,13 +352,8 @@ def evaluate(model: nn.Module, data: Iterable, precision: str = "auto") -> dict[
     ``data``. Runs in eval mode without gradients; the model's mode is restored after."""
     device = _model_device(model)
     data = _place_data(data, device)
-    shape = _image_shape(data)
-    macs = None
-    if precision == "auto" and device.type == "cpu" and shape is not None:
-        macs = _macs_per_image(_unwrap(model), shape)
-    prec = resolve_precision(precision, device, macs)
-    channels_last = use_channels_last(device)
-    return _evaluate(model, data, device, prec, channels_last)
+    return _evaluate(model, data, device, resolve_precision(precision, device),
+                     use_channels_last(device))
 
 
 def _evaluate(model: nn.Module, data: Iterable, device: torch.device, precision: str,
@@ -580,7 +561,7 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- fit
 def _check_arguments(epochs, lr, momentum, weight_decay, label_smoothing, aux_weight,
-                     max_steps, log_every, devices) -> None:
+                     max_steps, log_every, devices, checkpoint_every) -> None:
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a whole number >= 1, got {epochs!r}")
     if lr is not None and not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
@@ -598,6 +579,11 @@ def _check_arguments(epochs, lr, momentum, weight_decay, label_smoothing, aux_we
         raise ValueError(f"max_steps must be None or a whole number >= 1, got {max_steps!r}")
     if log_every is not None and (not isinstance(log_every, int) or log_every < 1):
         raise ValueError(f"log_every must be None or a whole number >= 1, got {log_every!r}")
+    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or
+                                         not isinstance(checkpoint_every, int) or
+                                         checkpoint_every < 1):
+        raise ValueError(f"checkpoint_every must be None or a whole number >= 1, got "
+                         f"{checkpoint_every!r}")
     if not (devices in ("auto", "all") or isinstance(devices, (str, torch.device))):
         raise ValueError(f"devices must be 'auto', 'all' or a device, got {devices!r}")
 
@@ -672,37 +658,22 @@ def fit(
     (``final["interrupted"] = True``); the model keeps its partly trained weights.
     """
     _check_arguments(epochs, lr, momentum, weight_decay, label_smoothing, aux_weight,
-                     max_steps, log_every, devices)
-    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or
-                                         not isinstance(checkpoint_every, int) or
-                                         checkpoint_every < 1):
-        raise ValueError(f"checkpoint_every must be None or a whole number >= 1, got "
-                         f"{checkpoint_every!r}")
+                     max_steps, log_every, devices, checkpoint_every)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    device = _choose_device(train, devices)
-    net = _unwrap(model)
     start_time = time.perf_counter()
 
-    # ---- model on the device; precision; the image-size check happens in the MAC count.
-    net.to(device)
-    shape = _image_shape(train)
-    macs = None
-    if shape is not None:
-        try:
-            macs = _macs_per_image(net, shape)
-        except ValueError as err:
-            raise _with_data_context(err, train, (getattr(train, "batch_size", "N"), *shape)) \
-                from err
-    prec = resolve_precision(precision, device, macs)
+    # ---- model and data on the device, in the precision and memory format that are fastest
+    device = _choose_device(train, devices)
+    net = _unwrap(model).to(device)
+    prec = resolve_precision(precision, device)
     channels_last = use_channels_last(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick kernels
     if channels_last:
         net.to(memory_format=torch.channels_last)
     train = _place_data(train, device)
-    if test is not None:
-        test = _place_data(test, device)
+    test = _place_data(test, device) if test is not None else None
     runner: nn.Module = net
     if devices == "all" and device.type == "cuda" and torch.cuda.device_count() > 1:
         runner = nn.DataParallel(net)  # splits each batch over the GPUs (Kaggle's 2xT4)
@@ -717,123 +688,62 @@ def fit(
     if max_steps is not None:
         total_steps = min(total_steps, max_steps) if steps_per_epoch else max_steps
     sched = _make_schedule(schedule, opt, epochs, total_steps)
-    scaler = torch.amp.GradScaler("cuda", enabled=prec == "fp16")
-    read_every = log_every or max(1, round((steps_per_epoch or 20 * 50) / READS_PER_EPOCH))
-
-    config = {
-        "epochs": epochs, "optimizer": opt.__class__.__name__,
-        "lr": _current_lr(opt), "momentum": momentum if isinstance(opt, torch.optim.SGD)
-        else None, "weight_decay": opt.param_groups[0].get("weight_decay"),
+    history = History(config={
+        "epochs": epochs, "optimizer": opt.__class__.__name__, "lr": _current_lr(opt),
+        "momentum": momentum if isinstance(opt, torch.optim.SGD) else None,
+        "weight_decay": opt.param_groups[0].get("weight_decay"),
         "schedule": schedule if isinstance(schedule, str) or schedule is None
         else type(schedule).__name__, "label_smoothing": label_smoothing,
         "aux_weight": aux_weight, "precision": prec, "seed": seed, "max_steps": max_steps,
         "batch_size": _batch_size(train), "model": type(net).__name__,
-        "macs_per_image": macs,
-    }
-    history = History(config=config)
+    })
+    trainer = _Trainer(
+        runner=runner, net=net, opt=opt, sched=sched,
+        scaler=torch.amp.GradScaler("cuda", enabled=prec == "fp16"), device=device,
+        precision=prec, channels_last=channels_last, label_smoothing=label_smoothing,
+        aux_weight=aux_weight, epochs=epochs, max_steps=max_steps, progress=progress,
+        read_every=log_every or max(1, round((steps_per_epoch or 1000) / READS_PER_EPOCH)),
+        steps_per_epoch=steps_per_epoch, history=history, checkpoint_every=checkpoint_every,
+        checkpoint=Path(checkpoint) if checkpoint is not None else None,
+        batch_size=_batch_size(train))
     env.seed_everything(seed)
-
-    # ---- resume
-    start_epoch, global_step, in_epoch = 0, 0, None
-    ckpt_path = Path(checkpoint) if checkpoint is not None else None
-    if ckpt_path is not None and resume and ckpt_path.exists():
-        state = _load_checkpoint(ckpt_path)
-        try:
-            net.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as err:
-            raise CheckpointError(
-                f"The checkpoint {str(ckpt_path)!r} does not fit this model/optimizer ({err}). "
-                f"Delete it to start over, or call fit(..., resume=False) to overwrite it."
-            ) from err
-        sched.load_state_dict(state.get("scheduler"))
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"])
-        saved = History.from_dict(state["history"])
-        history.steps, history.epochs = saved.steps, saved.epochs
-        start_epoch, global_step = int(state["epoch"]), int(state["step"])
-        in_epoch = state.get("in_epoch")  # saved inside epoch start_epoch + 1
-        if progress and start_epoch >= epochs:
-            print(f"[fit] {ckpt_path} already holds {start_epoch} epoch(s) (epochs={epochs}): "
-                  f"nothing to train. Pass a larger epochs to continue, or resume=False to "
-                  f"start over.")
-        elif progress:
-            where = (f"inside epoch {start_epoch + 1}" if in_epoch
-                     else f"after epoch {start_epoch}")
-            print(f"[fit] resumed from {ckpt_path} {where} (step {global_step}).")
-
-    def save_checkpoint(completed_epochs: int, partial: dict | None = None) -> None:
-        """Everything a resumed run needs to continue bit for bit; ``partial``: the
-        sums of an unfinished epoch (see _train_one_epoch)."""
-        _save_checkpoint(ckpt_path, {
-            "format": "course_utils.fit/1", "epoch": completed_epochs, "step": state["step"],
-            "model": net.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-            "rng": _rng_state(), "history": history.to_dict(), "in_epoch": partial,
-        })
+    start_epoch, in_epoch = 0, None
+    if trainer.checkpoint is not None and resume and trainer.checkpoint.exists():
+        start_epoch, in_epoch = trainer.restore()
 
     # ---- the loop
-    train_seconds = sum(e.get("train_seconds", 0.0) for e in history.epochs)
-    train_images = sum(e.get("train_images", 0) for e in history.epochs)
     interrupted = False
     epoch = start_epoch
-    # Shared with _train_one_epoch so that Ctrl-C and OOM handlers see where it stopped, and
-    # so that it can save (and, after a resume, skip) the steps inside an epoch.
-    state = {"step": global_step, "batch_size": _batch_size(train), "resume": in_epoch,
-             "save": save_checkpoint if ckpt_path is not None else None,
-             "save_every": checkpoint_every}
     try:
         for epoch in range(start_epoch, epochs):
-            if max_steps is not None and global_step >= max_steps:
+            if max_steps is not None and trainer.step >= max_steps:
                 break
-            record = _train_one_epoch(
-                runner, train, opt, sched, scaler, device, prec, channels_last,
-                label_smoothing, aux_weight, epoch, epochs, max_steps, read_every, progress,
-                history, steps_per_epoch, state)
-            global_step = state["step"]
-            train_seconds += record["train_seconds"]
-            train_images += record["train_images"]
-            started = time.perf_counter()
-            if test is not None:
-                result = _evaluate(runner, test, device, prec, channels_last)
-                record.update(test_loss=result["loss"], test_acc=result["acc"],
-                              top5=result["top5"])
-            else:
-                record.update(test_loss=None, test_acc=None, top5=None)
-            record["seconds"] = record["train_seconds"] + time.perf_counter() - started
-            history.epochs.append(record)
-            if progress and test is not None:
-                print(f"epoch {epoch + 1}/{epochs}: train loss {record['train_loss']:.4f} "
-                      f"acc {record['train_acc']:.4f} | test loss {record['test_loss']:.4f} "
-                      f"acc {record['test_acc']:.4f} | {record['images_per_s']:.0f} img/s")
-            sched.step_epoch(record["test_loss"] if record["test_loss"] is not None
-                             else record["train_loss"])
-            if ckpt_path is not None:
-                save_checkpoint(epoch + 1)
+            record = trainer.train_epoch(train, epoch, in_epoch)
+            in_epoch = None
+            trainer.end_epoch(record, test)
     except KeyboardInterrupt:
         interrupted = True
-        global_step = state["step"]
-        print(f"\n[fit] Interrupted (Ctrl-C) in epoch {epoch + 1}, after {global_step} steps. "
+        print(f"\n[fit] Interrupted (Ctrl-C) in epoch {epoch + 1}, after {trainer.step} steps. "
               f"The model keeps its partly trained weights; the returned History has "
               f"final['interrupted'] = True."
-              + (f" The last checkpoint is {ckpt_path}." if ckpt_path else ""))
+              + (f" The last checkpoint is {trainer.checkpoint}." if trainer.checkpoint else ""))
     except _OOM_BASE as err:
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        raise _out_of_memory(err, net, state["batch_size"], shape) from err
+        raise _out_of_memory(err, net, trainer.batch_size, _image_shape(train)) from err
 
     last = history.epochs[-1] if history.epochs else {}
     partial = history.steps[-1] if interrupted and history.steps else {}
+    train_seconds = sum(e.get("train_seconds", 0.0) for e in history.epochs)
     history.final = {
         "train_loss": partial.get("loss", last.get("train_loss")),
         "train_acc": partial.get("acc", last.get("train_acc")),
         "test_loss": last.get("test_loss"), "test_acc": last.get("test_acc"),
         "test_top5": last.get("top5"),
-        "images_per_s": train_images / train_seconds if train_seconds > 0 else None,
+        "images_per_s": (sum(e.get("train_images", 0) for e in history.epochs) / train_seconds
+                         if train_seconds > 0 else None),
         "seconds": time.perf_counter() - start_time,
-        "epochs": len(history.epochs), "steps": global_step, "lr": _current_lr(opt),
+        "epochs": len(history.epochs), "steps": trainer.step, "lr": _current_lr(opt),
         "device": env.device_name(device), "precision": prec,
         "dataset": getattr(train, "name", None), "fallback": getattr(train, "fallback", None),
         "interrupted": interrupted,
@@ -857,123 +767,214 @@ def _out_of_memory(err: BaseException, net: nn.Module, batch_size: int | None,
     )
 
 
-def _train_one_epoch(runner, train, opt, sched, scaler, device, prec, channels_last,
-                     label_smoothing, aux_weight, epoch, epochs, max_steps, read_every,
-                     progress, history, steps_per_epoch, state):
-    """One pass over ``train``; returns the epoch's record. ``state`` ("step",
-    "batch_size") is kept current after every step for fit's error handlers. With
-    ``state["save"]`` it checkpoints inside the epoch (every ``state["save_every"]`` steps, else
-    every CHECKPOINT_SECONDS); ``state["resume"]`` holds the sums of a checkpoint written
-    inside this epoch, whose steps are skipped (same order: it depends on (seed, epoch))."""
-    from tqdm.auto import tqdm
+@dataclass
+class _EpochSums:
+    """The running sums of one epoch. ``window_*`` cover the steps since the last read point
+    and stay on the device (reading them forces a sync, so it happens every ``read_every``
+    steps); a checkpoint inside the epoch stores all of them (``to_checkpoint``)."""
 
-    runner.train()
-    global_step = state["step"]
-    resume = state.pop("resume", None) or {}
-    save, save_every = state.get("save"), state.get("save_every")
-    if hasattr(train, "set_epoch"):
-        train.set_epoch(epoch)  # the epoch's order depends only on (data seed, epoch)
-    total = steps_per_epoch
-    if max_steps is not None and total is not None:
-        total = min(total, max_steps - global_step)
-    bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
-               disable=not progress, leave=True, mininterval=1.0, dynamic_ncols=True)
+    steps: int = 0
+    epoch_loss: float = 0.0
+    epoch_correct: int = 0
+    epoch_seen: int = 0
+    window_loss: Any = 0.0
+    window_correct: Any = 0
+    window_seen: int = 0
+    window_start: int = 0
+    seconds: float = 0.0
 
-    # Running sums on the device: reading them forces a sync, so it happens only every
-    # ``read_every`` steps. ``window_*`` cover the steps since the previous read.
-    window_loss = torch.tensor(resume.get("window_loss", 0.0), device=device)
-    window_correct = torch.tensor(resume.get("window_correct", 0), device=device,
-                                  dtype=torch.long)
-    epoch_loss = resume.get("epoch_loss", 0.0)
-    epoch_correct, epoch_seen = resume.get("epoch_correct", 0), resume.get("epoch_seen", 0)
-    window_seen = resume.get("window_seen", 0)
-    window_start = resume.get("window_start", global_step)
-    steps_in_epoch = skip = resume.get("steps", 0)
-    started = time.perf_counter() - resume.get("seconds", 0.0)
-    window_time = last_save = time.perf_counter()
-    bar.update(skip - (global_step - window_start))  # the open window is counted at its read
+    def to_checkpoint(self) -> dict[str, Any]:
+        return {**self.__dict__, "window_loss": float(self.window_loss),
+                "window_correct": int(self.window_correct)}
 
-    def save_partial() -> None:
-        save(epoch, {"steps": steps_in_epoch, "epoch_loss": epoch_loss,
-                     "epoch_correct": epoch_correct, "epoch_seen": epoch_seen,
-                     "window_loss": window_loss.item(), "window_correct": int(window_correct),
-                     "window_seen": window_seen, "window_start": window_start,
-                     "seconds": time.perf_counter() - started})
 
-    def read_point() -> None:
-        nonlocal window_loss, window_correct, epoch_loss, epoch_correct, epoch_seen
-        nonlocal window_seen, window_start, window_time
-        loss_sum, correct = torch.stack([window_loss, window_correct.float()]).tolist()
+@dataclass
+class _Trainer:
+    """What one fit() call trains with; ``step`` and ``batch_size`` move as it trains (fit's
+    Ctrl-C and out-of-memory handlers report them)."""
+
+    runner: nn.Module            # the model, or its DataParallel wrapper
+    net: nn.Module
+    opt: torch.optim.Optimizer
+    sched: _Schedule
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    precision: str
+    channels_last: bool
+    label_smoothing: float
+    aux_weight: float
+    epochs: int
+    max_steps: int | None
+    read_every: int
+    progress: bool
+    steps_per_epoch: int | None
+    history: History
+    checkpoint: Path | None
+    checkpoint_every: int | None
+    batch_size: int | None
+    step: int = 0
+
+    # -- checkpoints
+    def save(self, completed_epochs: int, partial: _EpochSums | None = None) -> None:
+        """Everything a resumed run needs to continue bit for bit; ``partial``: the sums of
+        the unfinished epoch ``completed_epochs + 1``."""
+        _save_checkpoint(self.checkpoint, {
+            "format": "course_utils.fit/1", "epoch": completed_epochs, "step": self.step,
+            "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "rng": _rng_state(), "history": self.history.to_dict(),
+            "in_epoch": partial.to_checkpoint() if partial is not None else None,
+        })
+
+    def restore(self) -> tuple[int, dict | None]:
+        """Load the checkpoint; returns (completed epochs, sums of the unfinished epoch)."""
+        path = self.checkpoint
+        state = _load_checkpoint(path)
+        try:
+            self.net.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise CheckpointError(
+                f"The checkpoint {str(path)!r} does not fit this model/optimizer ({err}). "
+                f"Delete it to start over, or call fit(..., resume=False) to overwrite it."
+            ) from err
+        self.sched.load_state_dict(state.get("scheduler"))
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state["rng"])
+        saved = History.from_dict(state["history"])
+        self.history.steps, self.history.epochs = saved.steps, saved.epochs
+        epoch, self.step, in_epoch = int(state["epoch"]), int(state["step"]), state.get("in_epoch")
+        if self.progress and epoch >= self.epochs:
+            print(f"[fit] {path} already holds {epoch} epoch(s) (epochs={self.epochs}): nothing "
+                  f"to train. Pass a larger epochs to continue, or resume=False to start over.")
+        elif self.progress:
+            where = f"inside epoch {epoch + 1}" if in_epoch else f"after epoch {epoch}"
+            print(f"[fit] resumed from {path} {where} (step {self.step}).")
+        return epoch, in_epoch
+
+    # -- one epoch
+    def train_epoch(self, train: Iterable, epoch: int, resume: dict | None) -> dict[str, Any]:
+        """One pass over ``train``; returns the epoch's record. ``resume``: the sums saved
+        inside this epoch; its steps are skipped (same order: it depends on (seed, epoch))."""
+        from tqdm.auto import tqdm
+
+        self.runner.train()
+        if hasattr(train, "set_epoch"):
+            train.set_epoch(epoch)  # the epoch's order depends only on (data seed, epoch)
+        sums = _EpochSums(**(resume or {"window_start": self.step}))
+        sums.window_loss = torch.tensor(sums.window_loss, device=self.device)
+        sums.window_correct = torch.tensor(sums.window_correct, device=self.device)
+        skip = sums.steps
+        total = self.steps_per_epoch
+        if self.max_steps is not None and total is not None:
+            total = min(total, self.max_steps - self.step + skip)
+        bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch",
+                   disable=not self.progress, leave=True, mininterval=1.0, dynamic_ncols=True)
+        bar.update(skip - (self.step - sums.window_start))  # the open window counts at its read
+        started = time.perf_counter() - sums.seconds
+        window_time = last_save = time.perf_counter()
+        try:
+            for x, y in _batches(train, self.device, self.channels_last):
+                if skip:  # trained before the interruption
+                    skip -= 1
+                    continue
+                if self.max_steps is not None and self.step >= self.max_steps:
+                    break
+                loss, correct = self._train_step(x, y, train)
+                sums.steps += 1
+                sums.window_loss += loss.detach() * y.shape[0]
+                sums.window_correct += correct
+                sums.window_seen += y.shape[0]
+                if sums.steps % self.read_every == 0:
+                    window_time = self._read(sums, epoch, bar, window_time)
+                if self.checkpoint is not None and (
+                        sums.steps % self.checkpoint_every == 0 if self.checkpoint_every
+                        else time.perf_counter() - last_save >= CHECKPOINT_SECONDS):
+                    sums.seconds = time.perf_counter() - started
+                    self.save(epoch, sums)
+                    last_save = time.perf_counter()
+            if sums.window_seen:
+                self._read(sums, epoch, bar, window_time)
+        finally:
+            bar.close()
+        elapsed = time.perf_counter() - started
+        if sums.epoch_seen == 0:
+            raise ValueError("The training data yielded no batches (empty data set?).")
+        return {
+            "epoch": epoch + 1, "train_loss": sums.epoch_loss / sums.epoch_seen,
+            "train_acc": sums.epoch_correct / sums.epoch_seen, "lr": _current_lr(self.opt),
+            "train_seconds": elapsed, "train_images": sums.epoch_seen,
+            "images_per_s": sums.epoch_seen / elapsed, "steps": sums.steps,
+        }
+
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor, train: Any):
+        """One optimizer step; returns the batch's mean loss and number of correct
+        predictions, both still on the device."""
+        self.batch_size = y.shape[0]
+        with _autocast(self.device, self.precision):
+            try:
+                output = self.runner(x)
+            except ValueError as err:  # the model's input check: say which data gave it
+                raise _with_data_context(err, train, tuple(x.shape)) from err
+        loss, logits = _loss(output, y, self.label_smoothing, self.aux_weight)
+        self.opt.zero_grad(set_to_none=True)
+        if self.scaler.is_enabled():
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.opt.step()
+        self.sched.step_batch()
+        self.step += 1
+        return loss, (logits.detach().argmax(dim=1) == y).sum()
+
+    def _read(self, sums: _EpochSums, epoch: int, bar, window_time: float) -> float:
+        """A read point: move the window's sums to the host, check them, record a History
+        step, advance the bar, open a new window. Returns the new window's start time."""
+        loss_sum, correct = torch.stack([sums.window_loss, sums.window_correct.float()]).tolist()
         now = time.perf_counter()
         if not math.isfinite(loss_sum):
-            what = "NaN" if math.isnan(loss_sum) else "infinite"
+            lr = _current_lr(self.opt)
             raise TrainingDivergedError(
-                f"The training loss became {what} between step {window_start + 1} and step "
-                f"{global_step} (epoch {epoch + 1}); training stopped. The learning rate "
-                f"({_current_lr(opt):g}) is probably too high for this model: try "
-                f"lr={_current_lr(opt) / 10:g}, or a warm-up (schedule='onecycle'). "
-                f"(The check runs every {read_every} steps, so the first bad step is in "
-                f"that range.)", history)
-        epoch_loss += loss_sum
-        epoch_correct += int(correct)
-        epoch_seen += window_seen
-        rate = window_seen / max(now - window_time, 1e-9)
-        history.steps.append({
-            "step": global_step, "epoch": epoch + 1, "loss": loss_sum / window_seen,
-            "acc": correct / window_seen, "lr": _current_lr(opt), "images_per_s": rate})
-        bar.set_postfix(loss=f"{loss_sum / window_seen:.4f}", acc=f"{correct / window_seen:.3f}",
+                f"The training loss became {'NaN' if math.isnan(loss_sum) else 'infinite'} "
+                f"between step {sums.window_start + 1} and step {self.step} (epoch {epoch + 1}); "
+                f"training stopped. The learning rate ({lr:g}) is probably too high for this "
+                f"model: try lr={lr / 10:g}, or a warm-up (schedule='onecycle'). (The check "
+                f"runs every {self.read_every} steps, so the first bad step is in that range.)",
+                self.history)
+        seen = sums.window_seen
+        sums.epoch_loss += loss_sum
+        sums.epoch_correct += int(correct)
+        sums.epoch_seen += seen
+        rate = seen / max(now - window_time, 1e-9)
+        self.history.steps.append({
+            "step": self.step, "epoch": epoch + 1, "loss": loss_sum / seen, "acc": correct / seen,
+            "lr": _current_lr(self.opt), "images_per_s": rate})
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}",
                         img_s=f"{rate:.0f}", refresh=False)
-        bar.update(global_step - window_start)
-        window_loss = torch.zeros((), device=device)
-        window_correct = torch.zeros((), device=device, dtype=torch.long)
-        window_seen, window_start, window_time = 0, global_step, now
+        bar.update(self.step - sums.window_start)
+        sums.window_loss = torch.zeros((), device=self.device)
+        sums.window_correct = torch.zeros((), device=self.device, dtype=torch.long)
+        sums.window_seen, sums.window_start = 0, self.step
+        return now
 
-    try:
-        for x, y in _batches(train, device, channels_last):
-            if skip:  # trained before the interruption
-                skip -= 1
-                continue
-            if max_steps is not None and global_step >= max_steps:
-                break
-            batch_size = state["batch_size"] = y.shape[0]
-            with _autocast(device, prec):
-                try:
-                    output = runner(x)
-                except ValueError as err:
-                    raise _with_data_context(err, train, tuple(x.shape)) from err
-            loss, logits = _loss(output, y, label_smoothing, aux_weight)
-            opt.zero_grad(set_to_none=True)
-            if scaler.is_enabled():
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
-            sched.step_batch()
-            global_step += 1
-            state["step"] = global_step
-            steps_in_epoch += 1
-            window_loss += loss.detach() * batch_size
-            window_correct += (logits.detach().argmax(dim=1) == y).sum()
-            window_seen += batch_size
-            if steps_in_epoch % read_every == 0:
-                read_point()
-            if save is not None and (steps_in_epoch % save_every == 0 if save_every else
-                                     time.perf_counter() - last_save >= CHECKPOINT_SECONDS):
-                save_partial()
-                last_save = time.perf_counter()
-        if window_seen:
-            read_point()
-    finally:
-        bar.close()
-    elapsed = time.perf_counter() - started
-    if epoch_seen == 0:
-        raise ValueError("The training data yielded no batches (empty data set?).")
-    record = {
-        "epoch": epoch + 1, "train_loss": epoch_loss / epoch_seen,
-        "train_acc": epoch_correct / epoch_seen, "lr": _current_lr(opt),
-        "train_seconds": elapsed, "train_images": epoch_seen,
-        "images_per_s": epoch_seen / elapsed, "steps": steps_in_epoch,
-    }
-    return record
+    # -- after an epoch
+    def end_epoch(self, record: dict[str, Any], test: Iterable | None) -> None:
+        """Evaluate, record, report, step a per-epoch schedule, checkpoint."""
+        started = time.perf_counter()
+        result = (_evaluate(self.runner, test, self.device, self.precision, self.channels_last)
+                  if test is not None else {"loss": None, "acc": None, "top5": None})
+        record.update(test_loss=result["loss"], test_acc=result["acc"], top5=result["top5"])
+        record["seconds"] = record["train_seconds"] + time.perf_counter() - started
+        self.history.epochs.append(record)
+        if self.progress and test is not None:
+            print(f"epoch {record['epoch']}/{self.epochs}: train loss {record['train_loss']:.4f} "
+                  f"acc {record['train_acc']:.4f} | test loss {record['test_loss']:.4f} "
+                  f"acc {record['test_acc']:.4f} | {record['images_per_s']:.0f} img/s")
+        self.sched.step_epoch(record["test_loss"] if record["test_loss"] is not None
+                              else record["train_loss"])
+        if self.checkpoint is not None:
+            self.save(record["epoch"])

@@ -632,12 +632,11 @@ def test_precision_policy(monkeypatch):
     assert resolve_precision("bf16", "cpu") == "bf16"
     # a CPU with native bf16 (the measured table) -> bf16; without -> fp32 (emulated bf16)
     monkeypatch.setattr(train_mod, "cpu_bf16_isa", lambda: "avx512_bf16")
-    assert resolve_precision("auto", "cpu", macs_per_image=400_000) == "bf16"  # LeNet-5
-    monkeypatch.setitem(train_mod.CPU_BF16_MIN_MACS, "avx512_bf16", 10**9)
-    assert resolve_precision("auto", "cpu", macs_per_image=400_000) == "fp32"
-    assert resolve_precision("auto", "cpu", macs_per_image=4 * 10**9) == "bf16"
+    assert resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(train_mod, "cpu_bf16_isa", lambda: "amx")
+    assert resolve_precision("auto", "cpu") == "bf16"
     monkeypatch.setattr(train_mod, "cpu_bf16_isa", lambda: None)
-    assert resolve_precision("auto", "cpu", macs_per_image=4 * 10**9) == "fp32"
+    assert resolve_precision("auto", "cpu") == "fp32"
     assert resolve_precision("auto", "mps") == "fp32"
     assert train_mod.use_channels_last("cuda") and train_mod.use_channels_last("cpu")
 
