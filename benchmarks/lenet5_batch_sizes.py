@@ -29,6 +29,9 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 128, 256, 512])
     parser.add_argument("--lrs", nargs="+", default=["default"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--optimizer", default="sgd", help="fit's optimizer (sgd, adam, adamw)")
+    parser.add_argument("--schedule", default=None, help="fit's schedule (default: none)")
+    parser.add_argument("--precision", default="auto")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
@@ -48,10 +51,14 @@ def main() -> None:
                 chosen = None if lr == "default" else float(lr)
                 start = time.perf_counter()
                 history = fit(model, train, test, epochs=1, lr=chosen, seed=seed,
-                              progress=False)
+                              optimizer=args.optimizer, schedule=args.schedule,
+                              precision=args.precision, progress=False)
                 seconds = time.perf_counter() - start
                 accs.append(history.final["test_acc"])
-            label = f"default ({default_lr(model):g})" if lr == "default" else lr
+            label = (f"default ({default_lr(model, args.optimizer):g})" if lr == "default"
+                     else lr)
+            label += "".join(f", {v}" for v in (args.optimizer, args.schedule, args.precision)
+                             if v not in ("sgd", None, "auto"))
             print(f"| {batch_size} | {label} | " + " | ".join(f"{a:.2%}" for a in accs)
                   + f" | {min(accs):.2%} | {seconds:.1f} |", flush=True)
 

@@ -225,8 +225,9 @@ def count_macs(
 def _profile(
     model: nn.Module, input_size: Sequence[int] | None, depth: int
 ) -> tuple[list[str], dict[str, Any], dict[str, int], int, nn.Module]:
-    """One run: the modules ``depth`` levels down in the order they start, their output
-    shapes, their MACs, the total MACs, and the copy that ran (for parameter counts)."""
+    """One run: the modules ``depth`` levels down in the order they start, their input and
+    output shapes ({"in_shape": ..., "shape": ...}), their MACs, the total MACs, and the copy
+    that ran (for parameter counts)."""
     size = _normalize_input_size(model, input_size)
 
     def job(net: nn.Module, device: str):
@@ -239,6 +240,7 @@ def _profile(
 
         order: list[str] = []
         shapes: dict[str, Any] = {}
+        in_shapes: dict[str, Any] = {}
         handles = []
         for name, module in net.named_modules():
             if not listed(name):
@@ -246,9 +248,10 @@ def _profile(
 
             # A forward hook fires when a module *finishes*; the pre-hook gives the order in
             # which stages start, which is the order a reader expects.
-            def pre_hook(_mod, _inputs, _name=name):
+            def pre_hook(_mod, inputs, _name=name):
                 if _name not in order:
                     order.append(_name)
+                    in_shapes[_name] = _out_shape(inputs)
 
             def hook(_mod, _inputs, output, _name=name):
                 shapes.setdefault(_name, _out_shape(output))
@@ -264,7 +267,8 @@ def _profile(
         flops = counter.get_flop_counts()
         # ModuleTracker names modules "<RootClass>.<path>"; strip the root's name.
         macs = {name: sum(flops.get(f"{root}.{name}", {}).values()) // 2 for name in order}
-        return order, shapes, macs, counter.get_total_flops() // 2, net
+        return order, {"in_shape": in_shapes, "shape": shapes}, macs, \
+            counter.get_total_flops() // 2, net
 
     return _with_size(model, size, job)
 
@@ -293,7 +297,8 @@ def module_table(
 ) -> list[dict[str, Any]]:
     """One row per submodule ``depth`` levels down, in execution order, for paper tables.
 
-    Rows: ``{"layer", "type", "shape" (output, per image), "params", "macs"}``. With
+    Rows: ``{"layer", "type", "in_shape", "shape" (input and output, per image), "params",
+    "macs"}``. With
     ``depth=1`` GoogLeNet gives Table 1's rows (conv1 ... inception5b, fc) and ResNet its
     stages (conv1, layer1 ... layer4, fc). Parameters of modules that did not run (e.g.
     auxiliary heads in eval mode) are not listed.
@@ -304,7 +309,8 @@ def module_table(
         {
             "layer": name,
             "type": type(modules[name]).__name__,
-            "shape": shapes.get(name),
+            "in_shape": shapes["in_shape"].get(name),
+            "shape": shapes["shape"].get(name),
             "params": count_params(modules[name], trainable_only=False),
             "macs": macs[name],
         }

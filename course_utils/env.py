@@ -105,6 +105,12 @@ def seed_everything(seed: int = 0, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+def at_most(value: Any, limit: Any) -> Any:
+    """A reduced run's value in ``run_settings``: ``limit``, unless a smaller one was asked
+    for (``value`` None means "not asked")."""
+    return limit if value is None else min(value, limit)
+
+
 def run_settings(full: dict[str, Any], cpu: dict[str, Any] | None = None,
                  smoke: dict[str, Any] | None = None) -> dict[str, Any]:
     """Pick the settings for this run.

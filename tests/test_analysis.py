@@ -321,3 +321,16 @@ def test_module_table_regenerates_googlenet_table1():
     assert sum(r["params"] for r in rows) == papers.PARAMS["googlenet"].value
     assert sum(r["macs"] for r in rows) == count_macs(get_model("googlenet"))
     assert [r["layer"] for r in rows][:2] == ["conv1", "maxpool1"]
+
+
+def test_module_table_gives_each_module_its_input_shape_too():
+    """DenseNet-121, dense block 1: layer i sees c0 + i*k channels and adds k (Huang et al.,
+    Section 3: c0 = 64 after the stem, growth rate k = 32), all at 56x56."""
+    rows = [r for r in module_table(get_model("densenet121"), depth=3)
+            if r["layer"].startswith("features.denseblock1.")]
+    assert len(rows) == 6
+    for i, row in enumerate(rows):
+        assert row["in_shape"] == (64 + 32 * i, 56, 56), row["layer"]
+        assert row["shape"] == (32, 56, 56), row["layer"]
+    stages = {r["layer"]: r for r in module_table(get_model("resnet18"))}
+    assert stages["layer2"]["in_shape"] == (64, 56, 56) and stages["layer2"]["shape"] == (128, 28, 28)

@@ -100,3 +100,9 @@ def test_write_results_records_mode_and_settings(tmp_path, monkeypatch):
     assert data["settings"] == {"subset": 64}
     assert data["parameters"] == {"SEED": 3}
     assert env.write_results(None, {"x": 1}) is None
+
+
+def test_at_most_caps_a_reduced_run_unless_less_was_asked():
+    assert env.at_most(None, 10_240) == 10_240
+    assert env.at_most(50_000, 10_240) == 10_240
+    assert env.at_most(512, 10_240) == 512
