@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import html
 import json
 import os
 import re
@@ -84,7 +83,6 @@ KAGGLE_BADGE = "https://kaggle.com/static/images/open-in-kaggle.svg"
 # Outputs must not show where the notebook happened to run.
 MACHINE_PATH = re.compile(r"(?<![\w.:/~$-])(?:/work/|/home/|/root/|/tmp/|/Users/|[A-Za-z]:\\)")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -455,36 +453,20 @@ def homework(root: Path, out: Path, notebooks: list[Path]) -> None:
 # Clean and hygiene: what a committed notebook may (not) carry
 # --------------------------------------------------------------------------------------
 
-def _widget_text(model_id: str, models: dict) -> str | None:
-    """A tqdm.notebook bar (HBox of HTML, progress, HTML) as the text tqdm would print.
-
-    The widget's own text/plain fallback is the bar as first displayed (0%); the final
-    state lives in the widget metadata that the saved notebook must not carry.
-    """
-    box = models.get(model_id, {}).get("state", {})
-    parts = []
-    for child in box.get("children", []):
-        model = models.get(str(child).removeprefix("IPY_MODEL_"), {})
-        kind, state = model.get("model_name", ""), model.get("state", {})
-        if kind in ("HTMLModel", "LabelModel"):
-            parts.append(html.unescape(str(state.get("value", ""))).replace("\u2007", " "))
-        elif kind in ("FloatProgressModel", "IntProgressModel"):
-            done = (state.get("value") or 0) / (state.get("max") or 1)
-            filled = max(0, min(10, round(10 * done)))
-            parts.append("|" + "\u2588" * filled + " " * (10 - filled) + "|")
-        else:
-            return None
-    return "".join(parts) if parts else None
-
-
 def strip_metadata(nb: nbformat.NotebookNode) -> None:
     """Remove papermill, widget and timing metadata (notebook and cell level).
 
-    Widget outputs keep their text: a progress bar's final state is written as text.
+    Widget outputs keep only their text fallback (``course_tools run`` makes progress bars
+    print text instead, see ``env.TEXT_PROGRESS_ENV``). Consecutive stream outputs are merged
+    and text overwritten by a carriage return dropped (nbconvert's CoalesceStreams), so a
+    text progress bar is saved in its final state.
     """
+    from nbconvert.preprocessors import CoalesceStreamsPreprocessor
+
     nb.metadata.pop("papermill", None)
-    widgets = nb.metadata.pop("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
-    for cell in nb.cells:
+    nb.metadata.pop("widgets", None)
+    coalesce = CoalesceStreamsPreprocessor()
+    for index, cell in enumerate(nb.cells):
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)  # nbclient's per-cell timestamps
         if cell.metadata.get("tags") == []:
@@ -492,11 +474,10 @@ def strip_metadata(nb: nbformat.NotebookNode) -> None:
         for output in cell.get("outputs", []):
             data = output.get("data")
             if data and WIDGET_VIEW in data:
-                view = data.pop(WIDGET_VIEW)
-                text = _widget_text(view.get("model_id", ""), widgets)
-                if text is not None:
-                    data["text/plain"] = text
+                data.pop(WIDGET_VIEW)
                 data.setdefault("text/plain", "")
+        if cell.cell_type == "code":
+            coalesce.preprocess_cell(cell, {}, index)
 
 
 def path_replacements(notebook_dir: Path) -> list[tuple[str, str]]:
@@ -688,7 +669,8 @@ def run_notebooks(root: Path, paths: list[Path], smoke: bool = False,
         sync(root, paths, quiet=True)
     failures = 0
     # MPLBACKEND=Agg (set by the test session) would keep figures out of the saved outputs.
-    env = {"COURSE_SMOKE": "1" if smoke else os.environ.get("COURSE_SMOKE"), "MPLBACKEND": None}
+    env = {"COURSE_SMOKE": "1" if smoke else os.environ.get("COURSE_SMOKE"), "MPLBACKEND": None,
+           "COURSE_TEXT_PROGRESS": "1"}  # text progress bars: saved outputs hold the bar
     failed_dir = Path(tempfile.mkdtemp(prefix="course-run-"))
     started_all = time.perf_counter()
     with current_python_kernel(env) as kernel:

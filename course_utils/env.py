@@ -26,6 +26,9 @@ import torch
 
 SMOKE_ENV = "COURSE_SMOKE"
 DATA_ENV = "COURSE_DATA"
+# Set by the instructor's runner (python -m course_tools run): progress bars print text, so a
+# saved notebook holds the bar itself rather than widget state that only a live Jupyter shows.
+TEXT_PROGRESS_ENV = "COURSE_TEXT_PROGRESS"
 
 # The settings chosen by the last call to run_settings(), for run_banner() and History.
 _last_settings: dict[str, Any] = {}
@@ -103,6 +106,18 @@ def seed_everything(seed: int = 0, deterministic: bool = False) -> None:
     if deterministic:
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
+
+
+def progress_bar(**kwargs: Any):
+    """A tqdm progress bar: a widget in Jupyter/Colab/Kaggle (``tqdm.auto``), plain text on
+    stdout when ``$COURSE_TEXT_PROGRESS`` is set (headless runs whose outputs are saved)."""
+    if os.environ.get(TEXT_PROGRESS_ENV):
+        from tqdm.std import tqdm
+
+        return tqdm(file=sys.stdout, **kwargs)
+    from tqdm.auto import tqdm
+
+    return tqdm(**kwargs)
 
 
 def at_most(value: Any, limit: Any) -> Any:

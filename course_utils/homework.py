@@ -198,16 +198,14 @@ class HomeworkRun:
     def batches(self, epoch: int | None = None):
         """The training batches of one epoch, on the device, with a progress bar. Without
         ``epoch``, each call is the next epoch (the data's order depends on it)."""
-        from tqdm.auto import tqdm
-
         epoch = self._epoch if epoch is None else int(epoch)
         self._epoch = epoch + 1
         if hasattr(self.train, "set_epoch"):
             self.train.set_epoch(epoch)
         every = max(1, self.steps_per_epoch // 20)
         started, seen = time.perf_counter(), 0
-        bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.epochs}",
-                   unit="batch", mininterval=1.0, dynamic_ncols=True)
+        bar = env.progress_bar(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.epochs}",
+                               unit="batch", mininterval=1.0, dynamic_ncols=True)
         try:
             batches = _batches(self.train, self.device, self.channels_last)
             for step, (x, y) in enumerate(batches, start=1):

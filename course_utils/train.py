@@ -858,8 +858,6 @@ class _Trainer:
     def train_epoch(self, train: Iterable, epoch: int, resume: dict | None) -> dict[str, Any]:
         """One pass over ``train``; returns the epoch's record. ``resume``: the sums saved
         inside this epoch; its steps are skipped (same order: it depends on (seed, epoch))."""
-        from tqdm.auto import tqdm
-
         self.runner.train()
         if hasattr(train, "set_epoch"):
             train.set_epoch(epoch)  # the epoch's order depends only on (data seed, epoch)
@@ -870,8 +868,8 @@ class _Trainer:
         total = self.steps_per_epoch
         if self.max_steps is not None and total is not None:
             total = min(total, self.max_steps - self.step + skip)
-        bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch",
-                   disable=not self.progress, leave=True, mininterval=1.0, dynamic_ncols=True)
+        bar = env.progress_bar(total=total, desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch",
+                               disable=not self.progress, mininterval=1.0, dynamic_ncols=True)
         bar.update(skip - (self.step - sums.window_start))  # the open window counts at its read
         started = time.perf_counter() - sums.seconds
         window_time = last_save = time.perf_counter()

@@ -106,3 +106,20 @@ def test_at_most_caps_a_reduced_run_unless_less_was_asked():
     assert env.at_most(None, 10_240) == 10_240
     assert env.at_most(50_000, 10_240) == 10_240
     assert env.at_most(512, 10_240) == 512
+
+
+def test_progress_bars_print_text_in_headless_runs(monkeypatch, capsys):
+    """course_tools run sets COURSE_TEXT_PROGRESS: the saved notebook then holds the bar as
+    text on stdout instead of widget state (tqdm.auto picks a widget inside Jupyter)."""
+    import tqdm.std
+
+    monkeypatch.setenv(env.TEXT_PROGRESS_ENV, "1")
+    bar = env.progress_bar(total=2, desc="epoch 1/1", mininterval=0)
+    assert type(bar) is tqdm.std.tqdm
+    bar.update(2)
+    bar.close()
+    assert "epoch 1/1: 100%" in capsys.readouterr().out
+    monkeypatch.delenv(env.TEXT_PROGRESS_ENV)
+    import tqdm.auto
+
+    assert isinstance(env.progress_bar(total=1, disable=True), tqdm.auto.tqdm)

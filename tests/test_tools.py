@@ -510,7 +510,10 @@ def test_setup_cell_passes_ruff_and_badges_are_plain_markdown(tmp_path):
 def test_run_executes_cleans_and_names_the_failing_cell(root, capsys):
     ok = new_notebook(cells=[new_markdown_cell("# 5.1 OK"),
                              new_code_cell("import os\n\nprint(os.getcwd())"),
-                             new_code_cell("1 + 1")])
+                             new_code_cell("1 + 1"),
+                             new_code_cell("from course_utils.env import progress_bar\n\n"
+                                           "for _ in progress_bar(iterable=range(50), "
+                                           "desc='epoch 1/1', mininterval=0):\n    pass")])
     nbformat.write(ok, root / "notebooks" / "01_design_patterns.ipynb")
     broken = new_notebook(cells=[new_markdown_cell("# 5.2 Broken"), new_code_cell("x = 1"),
                                  new_code_cell('raise RuntimeError("broken on purpose")'),
@@ -536,8 +539,12 @@ def test_run_executes_cleans_and_names_the_failing_cell(root, capsys):
     assert broken_path.read_bytes() == before  # a failed run leaves the notebook as it was
 
     executed = nbformat.read(root / "notebooks" / "01_design_patterns.ipynb", as_version=4)
-    assert [c.execution_count for c in executed.cells if c.cell_type == "code"] == [1, 2]
+    assert [c.execution_count for c in executed.cells if c.cell_type == "code"] == [1, 2, 3]
     assert executed.cells[1].outputs[0].text.strip() == "."  # cwd notebooks/, path cleaned
+    # the progress bar is saved as one line of text in its final state, not as a widget
+    bar, = executed.cells[3].outputs
+    assert bar.output_type == "stream" and bar.text.startswith("epoch 1/1: 100%")
+    assert bar.text.count("\n") == 1 and "\r" not in bar.text
     assert tools.hygiene_problems(executed) == []
 
 
@@ -549,20 +556,13 @@ def test_clean_strips_papermill_widgets_and_machine_paths(tmp_path, capsys):
                         f"\nhome {Path.home()}/x\n"),
         new_output("display_data", data={"text/plain": "bar 50%",
                                           tools.WIDGET_VIEW: {"model_id": "unknown"}}),
-        new_output("display_data", data={"text/plain": "epoch:   0%|   | 0/3",
-                                          tools.WIDGET_VIEW: {"model_id": "box"}}),
+        # a text progress bar as a kernel streams it: every refresh overwrites the line
+        new_output("stream", name="stdout", text="epoch 1/1:   0%|          | 0/3\r"),
+        new_output("stream", name="stdout", text="epoch 1/1:  67%|######6   | 2/3\r"),
+        new_output("stream", name="stdout", text="epoch 1/1: 100%|##########| 3/3\n"),
     ])])
     nb.metadata["papermill"] = {"parameters": {}}
-    # tqdm.notebook's bar as nbclient stores it: an HBox of HTML, progress and HTML.
-    models = {
-        "box": {"model_name": "HBoxModel",
-                "state": {"children": ["IPY_MODEL_left", "IPY_MODEL_bar", "IPY_MODEL_right"]}},
-        "left": {"model_name": "HTMLModel", "state": {"value": "epoch: 100%"}},
-        "bar": {"model_name": "FloatProgressModel", "state": {"value": 3, "max": 3}},
-        "right": {"model_name": "HTMLModel",
-                  "state": {"value": "\u20073/3\u2007[00:01&lt;00:00,\u20072.9it/s]"}},
-    }
-    nb.metadata["widgets"] = {tools.WIDGET_STATE: {"state": models}}
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
     nb.cells[0].metadata.update(papermill={"duration": 0.1}, execution={"x": 1}, tags=[])
     path = notebook_dir / "01_design_patterns.ipynb"
     notebook_dir.mkdir()
@@ -576,9 +576,8 @@ def test_clean_strips_papermill_widgets_and_machine_paths(tmp_path, capsys):
     assert cleaned.cells[0].outputs[0].text == \
         "saved results/a.json\nfrom ../data\nhome ~/x\n"
     assert cleaned.cells[0].outputs[1].data == {"text/plain": "bar 50%"}
-    assert cleaned.cells[0].outputs[2].data == {
-        "text/plain": "epoch: 100%|\u2588\u2588\u2588\u2588\u2588\u2588\u2588\u2588\u2588\u2588| "
-                      "3/3 [00:01<00:00, 2.9it/s]"}
+    assert cleaned.cells[0].outputs[2].text == "epoch 1/1: 100%|##########| 3/3\n"
+    assert len(cleaned.cells[0].outputs) == 3
     assert cleaned.cells[0].metadata == {}
 
 
