@@ -5,42 +5,14 @@ operations (MACs) per image, the output size of every layer and the receptive fi
 stacked convolutions. This module computes them from the models themselves, so a notebook
 never types a number that the code could get wrong.
 
-Public functions (those that take a model leave it untouched: they run a copy whose weights
-live on the ``meta`` device, or a real CPU copy when the forward pass needs actual values):
-
-``count_params(model, trainable_only=True) -> int``
-    Number of (trainable) parameters.
-``count_macs(model, input_size=None, *, by_module=False, depth=1) -> int | dict``
-    Multiply-accumulates of one forward pass in eval mode, from
-    ``torch.utils.flop_counter.FlopCounterMode`` (MACs = FLOPs / 2). Runs on ``meta`` tensors
-    (shapes only, no arithmetic), so VGG-19 takes a fraction of a second.
-``macs_by_module(model, input_size=None, depth=1) -> dict[str, int]``
-    The same count split over the submodules ``depth`` levels down, in execution order
-    (e.g. GoogLeNet's ``inception3a`` ... ``inception5b`` for Table 1's "ops" column).
-``module_table(model, input_size=None, depth=1) -> list[dict]``
-    Per submodule: layer, type, output shape, params, MACs (regenerate GoogLeNet's Table 1
-    or ResNet's stages; print with ``format_table``).
-``layer_table(model, input_size=None, depth=3, col_names=...) -> LayerTable``
-    torchinfo's summary (print it; ``.stats`` is the ``ModelStatistics``); run on meta
-    tensors, deterministic text.
-``shape_trace(model, input_size=None, types=TRACE_TYPES) -> list[dict]``
-    One row per convolution / pooling / linear layer call: layer, type, shape (C, H, W) or
-    (features,), params.
-``memory_table(model, input_size=None, bytes_per_value=4) -> list[dict]``
-    CS231n's view: per layer, activations per image, their memory and the parameters.
-``capture_activations(model, x, layers) -> dict[str, Tensor]``
-    Outputs of named submodules for a real input (feature maps for plots).
-``format_table(rows, columns=None, totals=(), formats=None) -> str``
-    Fixed-width text table of such rows (thousands separators, optional total row).
-``conv_output_size(i, k, p=0, s=1, d=1) -> int``
-    floor((i - k + 2p) / s) + 1 (with dilation d: k becomes d(k - 1) + 1).
-``conv_params(kernel_size, in_channels, out_channels=None, *, layers=1, bias=False) -> int``
-    Weights of ``layers`` stacked k x k convolutions (one 7x7: 49C^2, three 3x3: 27C^2).
-``receptive_field(layers) -> int`` and ``receptive_fields(layers) -> list[int]``
-    Receptive field of a chain of (kernel, stride) layers (or of a plain sequential model),
-    after the last layer / after each layer. Two 3x3 convolutions see 5x5, three see 7x7.
-``chain_layers(model) -> list[tuple[str, int, int]]``
-    (name, kernel, stride) of the conv/pool layers of a plain chain, in definition order.
+Functions that take a model leave it untouched: they run a copy whose weights live on the
+``meta`` device (shapes only, so VGG-19 takes a fraction of a second), or a real CPU copy when
+the forward pass needs actual values. Counting: ``count_params``, ``count_macs`` (from
+``torch.utils.flop_counter``), ``macs_by_module``; tables a notebook prints with
+``format_table``: ``module_table`` (per submodule: input/output shape, params, MACs),
+``shape_trace``, ``memory_table``, ``layer_table`` (torchinfo); feature maps:
+``capture_activations``; the lecture's arithmetic: ``conv_output_size``, ``conv_params``,
+``receptive_field(s)``, ``chain_layers``.
 
 Conventions. MACs count what the papers count: the multiplications of convolutions and
 fully connected layers (one multiply-accumulate per weight use). Bias additions, batch norm,

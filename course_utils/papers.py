@@ -21,6 +21,7 @@ What is here (all plain data):
 ``ILSVRC_WINNERS``     the classification winners by year (top-5 test error).
 ``CIFAR10_ERRORS``     CIFAR-10 test errors (ResNet Table 6, DenseNet Table 2).
 ``MNIST_ERRORS``       LeNet-5 on MNIST (LeCun et al. 1998).
+``LENET5_PAPER_LR``    LeNet-5's learning-rate schedule (passes, rate).
 ``TORCHVISION``        torchvision's single-crop ImageNet accuracy and GMACs for its own
                        implementations (one protocol for all models: use it for charts).
 ``LECTURE``            the figures as the lecture states them, with the paper's wording.
@@ -467,6 +468,12 @@ MNIST_ERRORS: dict[str, Figure] = {
         0.8, _src("lecun1998", "Sec. III-B, Fig. 9 (training set with artificial distortions)")
     ),
 }
+
+# LeNet-5's global learning rate by pass over the data, as (number of passes, rate); None means
+# "thereafter". The lecture slide prints 0.005 for the first value; the paper says 0.0005.
+LENET5_PAPER_LR: list[tuple[int | None, float]] = [
+    (2, 5e-4), (3, 2e-4), (3, 1e-4), (4, 5e-5), (None, 1e-5)]
+LENET5_PAPER_LR_SOURCE = _src("lecun1998", "Sec. IV-A 'Results'")
 
 # --------------------------------------------------------------------------- torchvision
 # torchvision's single-crop (224, resize 256) ImageNet-1K validation accuracy of its own

@@ -6,32 +6,10 @@ figure is shown when it is the last expression of a cell (or with ``display(fig)
 with ``fig.savefig(path)``, or shown in a window with ``show=True``. Labels are in English
 (the default fonts have no Hangul).
 
-``plot_history(history, *, title=None, show=False)``
-    Learning curves (loss and accuracy): per-step training values as lines, per-epoch test
-    values as markers. ``history`` is a ``train.History``, its ``to_dict()``, or a dict
-    ``{label: history}`` to compare runs.
-``show_images(images, labels=None, classes=None, *, predictions=None, titles=None, ncols=8,
-title=None, show=False)``
-    A grid of images (one axes each); wrong predictions are titled in red.
-``show_filters(weight, *, ncols=None, ...)``
-    The kernels of a conv layer (``nn.Conv2d`` or its weight) as one mosaic image; RGB when
-    the layer sees 3 channels (AlexNet's 96 conv1 filters), else grey.
-``show_feature_maps(activations, *, max_maps=16, ncols=8, ...)``
-    The channels of one activation (C, H, W) as a grid, or, given ``{name: activation}``,
-    one mosaic row per name side by side (e.g. the four branches of an inception module).
-``confusion_matrix(y_true, y_pred, classes=None, *, normalize=False, title=None, show=False)``
-    The confusion matrix as a heat map with counts (``confusion_matrix_plot`` is the same
-    function); ``confusion_counts(y_true, y_pred, num_classes=None) -> torch.Tensor`` gives
-    the counts ``m[true, predicted]``.
-``plot_channels_and_size(traces, ...)``
-    "Depth grows while height and width shrink": channels and spatial size layer by layer,
-    one line per model, from ``analysis.shape_trace`` rows.
-``plot_receptive_field(layers_or_dict, ...)``
-    Receptive field after each layer (``analysis.receptive_fields``).
-``plot_per_layer(series, *, ylabel, logy=True, ...)``
-    One value per layer for one or more models (e.g. gradient norms, plain vs residual).
-``bubble_chart(rows, *, x="macs", y="top1", size="params", label="name", ...)``
-    Accuracy against operations, bubble area proportional to parameters (CS231n's chart).
+Learning curves: ``plot_history``, ``plot_seed_band``; images: ``show_images``,
+``show_filters``, ``show_feature_maps``; ``confusion_matrix`` (with ``confusion_counts``);
+layer by layer: ``plot_channels_and_size``, ``plot_receptive_field``, ``plot_per_layer``;
+``bubble_chart`` (accuracy against operations, bubble area = parameters).
 """
 
 from __future__ import annotations

@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import env
+from .papers import LENET5_PAPER_LR
 
 __all__ = [
     "fit",
@@ -92,14 +93,11 @@ SMALL_MODEL_PARAMS = 1_000_000
 # fights its per-parameter scaling, so plain Adam gets none and AdamW the usual 0.01.
 DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adam": 0.0, "adamw": 1e-2}
 
-# LeNet-5's global learning rate by epoch (LeCun et al. 1998, Section IV.A "Results"):
-# 0.0005 for the first two passes, 0.0002 for the next three, 0.0001 for the next three,
-# 0.00005 for the next four and 0.00001 thereafter. (The lecture slide prints 0.005 for the
-# first value; the paper says 0.0005.) These rates belong to the paper's stochastic
-# diagonal Levenberg-Marquardt method, which divides them by a per-parameter curvature
-# estimate, so they are far too small for plain SGD. schedule="lenet5" therefore keeps the
-# *shape* of the schedule and scales it to ``lr``: multipliers 1, 0.4, 0.2, 0.1, 0.02.
-LENET5_PAPER_LR = [(2, 5e-4), (3, 2e-4), (3, 1e-4), (4, 5e-5), (None, 1e-5)]
+# LeNet-5's global learning rate by epoch (papers.LENET5_PAPER_LR: 0.0005 for two passes, then
+# 0.0002, 0.0001, 0.00005, 0.00001). These rates belong to the paper's stochastic diagonal
+# Levenberg-Marquardt method, which divides them by a per-parameter curvature estimate, so
+# they are far too small for plain SGD. schedule="lenet5" therefore keeps the *shape* of the
+# schedule and scales it to ``lr``: multipliers 1, 0.4, 0.2, 0.1, 0.02.
 
 # Read the device-side counters about this many times per epoch when log_every=None: often
 # enough for a learning curve, rarely enough to cost nothing and to keep the text progress

@@ -127,3 +127,19 @@ def test_papermill_parameters_reach_the_results(name, parameters, tmp_path):
     assert data["parameters"]["BATCH_SIZE"] == parameters["BATCH_SIZE"]
     assert 0.0 <= data["test_acc"] <= 1.0
     assert data["train_loss"] > 0 and data["seconds"] > 0
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_code_cells_are_short_and_use_the_analysis_helpers(path):
+    """A cell a reader takes in at a glance: at most 25 lines. The one exception is the
+    homework cell, whose reference solution (the loop a student writes) is kept whole.
+    Feature maps and shapes come from course_utils.analysis (capture_activations,
+    module_table), not from forward hooks written again in each notebook."""
+    nb = nbformat.read(path, as_version=4)
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        lines = len(cell.source.splitlines())
+        if "### BEGIN SOLUTION" not in cell.source:
+            assert lines <= 25, f"cell {index} ({cell.id}) has {lines} lines"
+        assert "register_forward_hook" not in cell.source, f"cell {index}: use analysis"
