@@ -644,12 +644,14 @@ def test_html_export_writes_a_page_per_notebook_and_an_index(tmp_path, capsys):
 
 def test_pyproject_editing_keeps_other_lines():
     text = '[project]\nname = "x"\n\n[project.urls]\nHomepage = "h"\n\n[tool.ruff]\nline = 1\n'
-    edited = tools._set_toml_key(text, "project.urls", "Repository", "https://github.com/a/b")
-    edited = tools._set_toml_key(edited, "tool.course", "ref", "main")
+    edited = tools.edit_pyproject(text, "https://github.com/a/b", "main")
     data = tools._load_toml(edited)
     assert data["project"]["urls"] == {"Homepage": "h", "Repository": "https://github.com/a/b"}
     assert data["tool"] == {"ruff": {"line": 1}, "course": {"ref": "main"}}
-    again = tools._set_toml_key(edited, "tool.course", "ref", "v1")
+    # the lines that were there stay as they were: only the two new ones are added
+    assert edited.replace('Repository = "https://github.com/a/b"\n', "").replace(
+        '\n[tool.course]\nref = "main"\n', "") == text
+    again = tools.edit_pyproject(edited, "https://github.com/a/b", "v1")
     assert tools._load_toml(again)["tool"]["course"]["ref"] == "v1"
     assert again.replace('ref = "v1"', 'ref = "main"') == edited
 
