@@ -295,21 +295,26 @@ def _read_idx_set(name: str, files: list[Path]) -> tuple[torch.Tensor, ...]:
     when gzip-compressed, unpacked once) into torchvision's layout in the cache folder, since
     torchvision reads only ``<root>/<MNIST|FashionMNIST>/raw/<exact name>``."""
     dataset = _torchvision_class(name)
-    tag = hashlib.sha1(str(files[0].resolve().parent).encode()).hexdigest()[:10]
-    root = _cache_dir() / f"{name}-{tag}"
-    raw = root / dataset.__name__ / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for source, stem in zip(files, _IDX_STEMS, strict=True):
-        target = raw / stem
-        if target.is_file() and target.stat().st_mtime >= source.stat().st_mtime:
-            continue
-        if source.suffix == ".gz":
-            with gzip.open(source) as packed, open(f"{target}.tmp", "wb") as out:
-                shutil.copyfileobj(packed, out)
-            os.replace(f"{target}.tmp", target)
-        else:
-            target.unlink(missing_ok=True)
-            target.symlink_to(source.resolve())
+    folder = files[0].parent
+    if [f.name for f in files] == list(_IDX_STEMS) and folder.parts[-2:] == (dataset.__name__,
+                                                                          "raw"):
+        root = folder.parent.parent  # already torchvision's layout: read it where it is
+    else:
+        tag = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:10]
+        root = _cache_dir() / f"{name}-{tag}"
+        raw = root / dataset.__name__ / "raw"
+        raw.mkdir(parents=True, exist_ok=True)
+        for source, stem in zip(files, _IDX_STEMS, strict=True):
+            target = raw / stem
+            if target.is_file() and target.stat().st_mtime >= source.stat().st_mtime:
+                continue
+            tmp = raw / f"{stem}.{os.getpid()}.tmp"  # then os.replace: atomic for readers
+            if source.suffix == ".gz":
+                with gzip.open(source) as packed, open(tmp, "wb") as out:
+                    shutil.copyfileobj(packed, out)
+            else:
+                tmp.symlink_to(source.resolve())
+            os.replace(tmp, target)
     train, test = (dataset(str(root), train=t) for t in (True, False))
     return train.data[:, None], train.targets, test.data[:, None], test.targets
 

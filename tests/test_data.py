@@ -399,6 +399,9 @@ def test_mnist_in_torchvision_layout_raw_or_gzip(tmp_path, suffix):
     assert torch.equal(train.data[:, 0], torch.tensor(arrays["train-images-idx3-ubyte"],
                                                       dtype=torch.uint8))
     assert torch.equal(test.targets, torch.arange(20) % 10)
+    # torchvision reads its own layout in place; .gz files are unpacked once into the cache
+    staged = list((tmp_path / "user-cache").glob("mnist-*/MNIST/raw/*"))
+    assert len(staged) == (4 if suffix else 0)
 
 
 def test_root_search_order_course_data_then_dot_data(tmp_path, monkeypatch):
