@@ -290,6 +290,13 @@ def _cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "course_utils")).expanduser()
 
 
+def _cache_entry(source: Path, label: str, suffix: str = "") -> Path:
+    """This machine's cache entry for the dataset at ``source``: ``label``, plus a short hash
+    of its absolute path so that two copies of a dataset never share an entry."""
+    tag = hashlib.sha1(str(source.resolve()).encode()).hexdigest()[:10]
+    return _cache_dir() / f"{label}-{tag}{suffix}"
+
+
 def _read_idx_set(name: str, files: list[Path]) -> tuple[torch.Tensor, ...]:
     """MNIST / Fashion-MNIST through ``torchvision.datasets``: the four files are linked (or,
     when gzip-compressed, unpacked once) into torchvision's layout in the cache folder, since
@@ -300,8 +307,7 @@ def _read_idx_set(name: str, files: list[Path]) -> tuple[torch.Tensor, ...]:
                                                                           "raw"):
         root = folder.parent.parent  # already torchvision's layout: read it where it is
     else:
-        tag = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:10]
-        root = _cache_dir() / f"{name}-{tag}"
+        root = _cache_entry(folder, name)
         raw = root / dataset.__name__ / "raw"
         raw.mkdir(parents=True, exist_ok=True)
         for source, stem in zip(files, _IDX_STEMS, strict=True):
@@ -324,9 +330,11 @@ def _read_cifar_pickles(root: Path) -> tuple[torch.Tensor, ...]:
     file's MD5): ``.data`` is uint8 (N, 32, 32, 3)."""
     from torchvision.datasets import CIFAR10
 
+    def channels_first(split: CIFAR10) -> torch.Tensor:
+        return torch.from_numpy(split.data).permute(0, 3, 1, 2).contiguous()
+
     train, test = (CIFAR10(str(root), train=t) for t in (True, False))
-    return (torch.from_numpy(train.data).permute(0, 3, 1, 2).contiguous(),
-            torch.tensor(train.targets), torch.from_numpy(test.data).permute(0, 3, 1, 2).contiguous(),
+    return (channels_first(train), torch.tensor(train.targets), channels_first(test),
             torch.tensor(test.targets))
 
 
@@ -385,8 +393,7 @@ def _load_image_dump(source: Path, classes: tuple[str, ...]) -> tuple[torch.Tens
     two cores), then read back from ``decoded_uint8.pt`` beside it, or in the user cache
     (``$COURSE_CACHE``, else ~/.cache/course_utils) when the folder is read-only (Kaggle)."""
     keys = ("train_images", "train_labels", "test_images", "test_labels")
-    tag = hashlib.sha1(str(source.resolve()).encode()).hexdigest()[:10]
-    caches = [source / "decoded_uint8.pt", _cache_dir() / f"{source.name}-{tag}.decoded_uint8.pt"]
+    caches = [source / "decoded_uint8.pt", _cache_entry(source, source.name, ".decoded_uint8.pt")]
     signature = _dump_signature(source)
     for cache in caches:
         try:
@@ -397,15 +404,15 @@ def _load_image_dump(source: Path, classes: tuple[str, ...]) -> tuple[torch.Tens
             pass
     arrays = _decode_dump(source, classes)
     payload = {**arrays, "classes": list(classes), "signature": signature}
-    for cache in caches[_read_only(source):]:
+    for cache in caches[1:] if _read_only(source) else caches:
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
             torch.save(payload, tmp)
             os.replace(tmp, cache)  # atomic: a parallel reader never sees half a file
             break
         except OSError:  # not writable after all: try the next place
-            pass
+            tmp.unlink(missing_ok=True)
     return tuple(arrays[k] for k in keys)
 
 
@@ -480,7 +487,7 @@ class _LoaderBase:
         self.batch_size, self.image_size, self.in_channels = batch_size, image_size, in_channels
         self.mean, self.std = mean, std
         self.augment, self.shuffle, self.drop_last = augment, shuffle, drop_last
-        self.seed, self.epoch = seed, 0
+        self.seed, self.epoch, self.start_batch = seed, 0, 0
         self.fallback = fallback
 
     def __len__(self) -> int:
@@ -489,10 +496,18 @@ class _LoaderBase:
             return self.num_samples // self.batch_size
         return math.ceil(self.num_samples / self.batch_size)
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """The next iteration is epoch ``epoch``: its order and augmentation depend only on
-        (seed, epoch). Without calls, each iteration moves on to the next epoch by itself."""
-        self.epoch = int(epoch)
+        (seed, epoch). Without calls, each iteration moves on to the next epoch by itself.
+        ``start_batch``: the next iteration begins at that batch of the epoch (a run resumed
+        inside an epoch) without preparing the batches before it."""
+        self.epoch, self.start_batch = int(epoch), int(start_batch)
+
+    def _next_epoch(self) -> tuple[int, int]:
+        """(epoch, first batch) of the iteration that starts now; later ones start at 0."""
+        epoch, start_batch = self.epoch, self.start_batch
+        self.epoch, self.start_batch = epoch + 1, 0
+        return epoch, start_batch
 
     def _stats(self, device) -> tuple[torch.Tensor, torch.Tensor]:
         """mean and std as (1, C, 1, 1) tensors on ``device``, made once per device: creating
@@ -580,12 +595,11 @@ class DeviceLoader(_LoaderBase):
         return order, crop, flip
 
     def __iter__(self):
-        epoch = self.epoch
-        self.epoch += 1
+        epoch, start_batch = self._next_epoch()
         order, crop, flip = self._plan(epoch)
         n, bs = self.num_samples, self.batch_size
         stop = n - n % bs if self.drop_last else n
-        for start in range(0, stop, bs):
+        for start in range(start_batch * bs, stop, bs):
             end = min(start + bs, n)
             index = order[start:end] if order is not None else slice(start, end)
             x = self._transform(
@@ -724,13 +738,13 @@ class FolderLoader(_LoaderBase):
         return other
 
     def __iter__(self):
-        epoch = self.epoch
-        self.epoch += 1
+        epoch, start_batch = self._next_epoch()
         self._seeded.epoch = epoch  # copied into the workers when the iterator starts
         order = (torch.randperm(self.num_samples, generator=_epoch_generator(self.seed, epoch))
                  if self.shuffle else torch.arange(self.num_samples))
         loader = torch.utils.data.DataLoader(
-            self._seeded, batch_size=self.batch_size, sampler=order.tolist(),
+            self._seeded, batch_size=self.batch_size,
+            sampler=order[start_batch * self.batch_size:].tolist(),
             num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
             drop_last=self.drop_last)
         mean, std = self._stats(self.device)

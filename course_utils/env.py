@@ -110,7 +110,9 @@ def seed_everything(seed: int = 0, deterministic: bool = False) -> None:
 
 def progress_bar(**kwargs: Any):
     """A tqdm progress bar: a widget in Jupyter/Colab/Kaggle (``tqdm.auto``), plain text on
-    stdout when ``$COURSE_TEXT_PROGRESS`` is set (headless runs whose outputs are saved)."""
+    stdout when ``$COURSE_TEXT_PROGRESS`` is set (headless runs whose outputs are saved).
+    Refreshed at most once a second, so that a saved text bar stays short."""
+    kwargs = {"unit": "batch", "mininterval": 1.0, "dynamic_ncols": True, **kwargs}
     if os.environ.get(TEXT_PROGRESS_ENV):
         from tqdm.std import tqdm
 

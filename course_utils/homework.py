@@ -204,8 +204,7 @@ class HomeworkRun:
             self.train.set_epoch(epoch)
         every = max(1, self.steps_per_epoch // 20)
         started, seen = time.perf_counter(), 0
-        bar = env.progress_bar(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.epochs}",
-                               unit="batch", mininterval=1.0, dynamic_ncols=True)
+        bar = env.progress_bar(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.epochs}")
         try:
             batches = _batches(self.train, self.device, self.channels_last)
             for step, (x, y) in enumerate(batches, start=1):

@@ -857,23 +857,26 @@ class _Trainer:
         """One pass over ``train``; returns the epoch's record. ``resume``: the sums saved
         inside this epoch; its steps are skipped (same order: it depends on (seed, epoch))."""
         self.runner.train()
-        if hasattr(train, "set_epoch"):
-            train.set_epoch(epoch)  # the epoch's order depends only on (data seed, epoch)
         sums = _EpochSums(**(resume or {"window_start": self.step}))
         sums.window_loss = torch.tensor(sums.window_loss, device=self.device)
         sums.window_correct = torch.tensor(sums.window_correct, device=self.device)
-        skip = sums.steps
+        skip = sums.steps  # batches trained before an interruption inside this epoch
+        if hasattr(train, "start_batch"):  # course loaders start there without preparing them
+            train.set_epoch(epoch, start_batch=skip)
+            skip = 0
+        elif hasattr(train, "set_epoch"):
+            train.set_epoch(epoch)  # the epoch's order depends only on (data seed, epoch)
         total = self.steps_per_epoch
         if self.max_steps is not None and total is not None:
-            total = min(total, self.max_steps - self.step + skip)
-        bar = env.progress_bar(total=total, desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch",
-                               disable=not self.progress, mininterval=1.0, dynamic_ncols=True)
-        bar.update(skip - (self.step - sums.window_start))  # the open window counts at its read
+            total = min(total, self.max_steps - self.step + sums.steps)
+        bar = env.progress_bar(total=total, desc=f"epoch {epoch + 1}/{self.epochs}",
+                               disable=not self.progress)
+        bar.update(sums.steps - (self.step - sums.window_start))  # open window: at its read
         started = time.perf_counter() - sums.seconds
         window_time = last_save = time.perf_counter()
         try:
             for x, y in _batches(train, self.device, self.channels_last):
-                if skip:  # trained before the interruption
+                if skip:  # other data: its batches before the interruption are skipped
                     skip -= 1
                     continue
                 if self.max_steps is not None and self.step >= self.max_steps:

@@ -355,6 +355,34 @@ def test_augmentation_is_reproducible_per_epoch():
     assert torch.equal(batches(a)[0][0], batches(b)[0][0])
 
 
+def test_an_epoch_can_start_at_a_later_batch_with_the_same_batches():
+    """A run resumed inside an epoch: set_epoch(e, start_batch=k) yields batches k, k+1, ...
+    of epoch e exactly, and the iteration after it is epoch e + 1 from its first batch."""
+    loader, _ = load_data("sample", device="cpu", subset=256, batch_size=64, augment=True)
+    loader.set_epoch(3)
+    whole = batches(loader)
+    loader.set_epoch(3, start_batch=2)
+    tail = batches(loader)
+    assert len(tail) == 2
+    for (x, y), (x_whole, y_whole) in zip(tail, whole[2:], strict=True):
+        assert torch.equal(x, x_whole) and torch.equal(y, y_whole)
+    assert loader.epoch == 4 and len(batches(loader)) == 4
+
+
+def test_an_image_folder_epoch_can_start_at_a_later_batch(tmp_path):
+    make_image_folder(tmp_path / "pets", counts={"train": 6, "val": 1})
+    loader, _ = load_data(f"imagefolder:{tmp_path / 'pets'}", device="cpu", image_size=16,
+                          batch_size=4, num_workers=0, augment=True)
+    loader.set_epoch(1)
+    whole = batches(loader)
+    assert len(whole) == 3  # 12 images in batches of 4
+    loader.set_epoch(1, start_batch=1)
+    tail = batches(loader)
+    assert len(tail) == 2
+    for (x, y), (x_whole, y_whole) in zip(tail, whole[1:], strict=True):
+        assert torch.equal(x, x_whole) and torch.equal(y, y_whole)
+
+
 # --------------------------------------------------------------------------- bad arguments
 
 

@@ -379,6 +379,50 @@ def test_a_run_killed_inside_an_epoch_resumes_bit_identically(tmp_path):
     assert [s["loss"] for s in h_resumed.steps] == [s["loss"] for s in h_straight.steps]
 
 
+def test_a_course_loader_resumes_inside_an_epoch_without_replaying_its_batches(tmp_path):
+    """load_data's loaders start a resumed epoch at the first untrained batch
+    (set_epoch(..., start_batch=k)) instead of preparing and skipping the ones before it;
+    the weights still end bit-identical to an uninterrupted run."""
+    from course_utils.data import load_data
+
+    def data():
+        return load_data("sample", device="cpu", image_size=8, subset=256, batch_size=32,
+                         augment=True)[0]
+
+    torch.manual_seed(1)
+    straight = TinyCNN(num_classes=10)
+    fit(straight, data(), None, epochs=1, lr=0.05, progress=False)
+
+    torch.manual_seed(1)
+    model = TinyCNN(num_classes=10)
+    calls = []
+
+    def interrupt_at_step_6(module, inputs):
+        calls.append(1)
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+
+    hook = model.register_forward_pre_hook(interrupt_at_step_6)
+    ckpt = tmp_path / "run.pt"
+    history = fit(model, data(), None, epochs=1, lr=0.05, progress=False, checkpoint=ckpt,
+                  checkpoint_every=4)
+    hook.remove()
+    assert history.final["interrupted"]
+    assert torch.load(ckpt, weights_only=True)["in_epoch"]["steps"] == 4
+
+    train = data()
+    prepared = []
+    real_transform = train._transform
+    train._transform = lambda *args: prepared.append(1) or real_transform(*args)
+    torch.manual_seed(123)
+    resumed = TinyCNN(num_classes=10)
+    fit(resumed, train, None, epochs=1, lr=0.05, progress=False, checkpoint=ckpt)
+    assert len(prepared) == len(train) - 4  # batches 5..8 only
+    a, b = _weights(straight), _weights(resumed)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
 def test_resume_of_a_finished_run_trains_nothing(tmp_path):
     train, test = toy_data()
     ckpt = tmp_path / "run.pt"

@@ -9,7 +9,6 @@ the standardised input (57 ~ 255 x std: the paper's centred raw pixels). Prints 
 whose running training error (4-step window) is below 25%.
 """
 
-import os
 import sys
 import time
 
@@ -25,12 +24,10 @@ scale = float(sys.argv[6]) if len(sys.argv) > 6 else 1.0
 lrs = [float(x) for x in sys.argv[5].split(",")]
 tr, te = load_data(
     "cifar10",
-    root=os.environ.get("COURSE_DATA"),
     batch_size=batch,
     image_size=32,
     subset=subset,
     test_subset=1000,
-    seed=0,
 )
 
 
@@ -81,8 +78,7 @@ for act in ("relu", "tanh"):
             lr=lr,
             momentum=0.9,
             weight_decay=0,
-            seed=0,
-            progress=False,
+                    progress=False,
             log_every=4,
         )
         hit = next((r["step"] for r in h.steps if 1 - r["acc"] < 0.25), None)

@@ -5,7 +5,6 @@
 INIT: a std for N(0, std^2) on every layer, or "he" (the model's default).
 """
 
-import os
 import sys
 import time
 
@@ -21,12 +20,10 @@ bs = int(sys.argv[4]) if len(sys.argv) > 4 else 64
 variants = sys.argv[3].split(",")
 tr, te = load_data(
     "cifar10",
-    root=os.environ.get("COURSE_DATA"),
     batch_size=bs,
     image_size=32,
     subset=subset,
     test_subset=1000,
-    seed=0,
     augment=False,
 )
 head = dict(pool_size=1, classifier_width=512)
@@ -54,8 +51,7 @@ for v in variants:
         lr=lr,
         momentum=0.9,
         weight_decay=5e-4,
-        seed=0,
-        progress=False,
+            progress=False,
         log_every=8,
     )
     L = [round(r["loss"], 2) for r in h.steps]
