@@ -4,47 +4,31 @@
     for x, y in train:          # x: float32 (N, C, H, W) normalised, y: int64, both on train.device
         ...
 
-Why the small datasets live on the device
------------------------------------------
-MNIST (47 MB as uint8), Fashion-MNIST and CIFAR-10 (150 MB) fit easily in GPU memory. The
-usual ``DataLoader`` + ``ToTensor`` pipeline decodes, converts and normalises every image in
-Python worker processes, once per epoch, and then copies each batch to the GPU; for a model as
-small as LeNet-5 that pipeline, not the model, sets the speed. Here the whole set is copied to
-the device once as uint8 ``(N, C, H, W)``; each batch is a slice of that tensor, converted to
-float, normalised, padded or resized and augmented with a handful of tensor operations on the
-device (the approach of Keller Jordan's airbench). Nothing in the loop waits for the host.
+MNIST, Fashion-MNIST and CIFAR-10 (at most 150 MB as uint8) live on the device: copied there
+once, each batch is a slice prepared with a few tensor operations on the device (Keller Jordan's
+airbench approach) instead of a per-epoch ``DataLoader`` + ``ToTensor`` pipeline, which would
+set the speed of a model as small as LeNet-5. Folder datasets (``imagefolder:<path>``, e.g.
+Imagenette) are too big for that and use ``ImageFolder`` + ``DataLoader``, same interface.
 
-Folder datasets (``imagefolder:<path>``, e.g. Imagenette) are too big for that and use the
-classic ``torchvision.datasets.ImageFolder`` + ``DataLoader`` with worker processes and pinned
-memory; both loaders have the same interface (see :class:`DeviceLoader`).
-
-Where the files are looked for (first hit wins)
------------------------------------------------
-1. the ``root`` argument, 2. ``$COURSE_DATA``, 3. ``./data``, 4. Kaggle's ``/kaggle/input``
-(a few levels deep, old ``/kaggle/input/<dataset>`` and newer nested layouts), 5. torchvision's
-download into ``root`` (or ``./data``). Accepted layouts per dataset are listed in
-:data:`LAYOUTS`. When nothing is found and the download fails, :class:`DatasetNotFoundError`
-says where it looked and what to put where; with ``fallback="sample"`` (the default in smoke
-mode, ``COURSE_SMOKE=1``) the bundled real-MNIST sample is used instead and the run banner says
-so (``course_utils.env.add_note``).
-
-The files are read by ``torchvision.datasets`` (MNIST, FashionMNIST, CIFAR10, ImageFolder).
-CIFAR-10 comes as torchvision's ``cifar-10-batches-py`` or as an image dump
-``cifar10/{train,test}/<class>/*.jpg`` (Kaggle's "CIFAR-10 PNGs in folders" and the course
-machine's copy). A dump is decoded once and cached as uint8 tensors (see
-:func:`_load_image_dump`); loading it again takes ~0.5 s.
+Search order (first hit wins): 1. the ``root`` argument, 2. ``$COURSE_DATA``, 3. ``./data``,
+4. Kaggle's ``/kaggle/input`` (a few levels deep), 5. torchvision's download into ``root`` (or
+``./data``); :data:`LAYOUTS` lists the accepted layouts. When nothing is found,
+:class:`DatasetNotFoundError` says where it looked and what to put where, or, with
+``fallback="sample"`` (the default in smoke mode, ``COURSE_SMOKE=1``), the bundled real-MNIST
+sample is used and the run banner says so. A CIFAR-10 image dump
+(``cifar10/{train,test}/<class>/*.jpg``) is decoded once and cached as uint8 tensors.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import gzip
 import hashlib
 import math
 import os
 import shutil
 import socket
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -55,19 +39,9 @@ import torch.nn.functional as F
 
 from course_utils import env
 
-__all__ = [
-    "DATASETS",
-    "LAYOUTS",
-    "MIN_IMAGE_SIZE",
-    "DatasetNotFoundError",
-    "DatasetSpec",
-    "DeviceLoader",
-    "FolderLoader",
-    "data_roots",
-    "list_datasets",
-    "load_data",
-    "load_sample_arrays",
-]
+__all__ = ["DATASETS", "LAYOUTS", "MIN_IMAGE_SIZE", "DatasetNotFoundError", "DatasetSpec",
+           "DeviceLoader", "FolderLoader", "data_roots", "list_datasets", "load_data",
+           "load_sample_arrays"]
 
 # Smaller images cannot be cropped, pooled and convolved meaningfully by any model in the course.
 MIN_IMAGE_SIZE = 8
@@ -79,7 +53,7 @@ CACHE_ENV = "COURSE_CACHE"
 SAMPLE_FILE = "mnist_sample.npz"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class DatasetSpec:
     """What the loaders need to know about a dataset besides its pixels."""
 
@@ -89,8 +63,7 @@ class DatasetSpec:
     std: tuple[float, ...]
     in_channels: int
     image_size: int              # native height = width
-    # A mirrored shoe is still a shoe, a mirrored 3 is no digit: no flips for digits.
-    flip: bool
+    flip: bool                   # a mirrored shoe is still a shoe, a mirrored 3 is no digit
     crop_padding: int            # random-crop padding (pixels at native size) when augmenting
 
 
@@ -100,20 +73,17 @@ DATASETS: dict[str, DatasetSpec] = {
     "mnist": DatasetSpec("mnist", _DIGITS, (0.1307,), (0.3081,), 1, 28, flip=False,
                          crop_padding=2),
     "fashion_mnist": DatasetSpec(
-        "fashion_mnist",
-        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-         "Bag", "Ankle boot"),
+        "fashion_mnist", ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                          "Shirt", "Sneaker", "Bag", "Ankle boot"),
         (0.2860,), (0.3530,), 1, 28, flip=True, crop_padding=2),
     "cifar10": DatasetSpec(
-        "cifar10",
-        ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-         "truck"),
+        "cifar10", ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                    "ship", "truck"),
         # per-pixel std over the training set (not the often copied 0.2023/0.1994/0.2010)
         (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 3, 32, flip=True, crop_padding=4),
-    # The bundled sample is MNIST, so it is normalised with MNIST's statistics.
-    "sample": DatasetSpec("sample", _DIGITS, (0.1307,), (0.3081,), 1, 28, flip=False,
-                          crop_padding=2),
 }
+# The bundled sample is MNIST, so it is normalised with MNIST's statistics.
+DATASETS["sample"] = dataclasses.replace(DATASETS["mnist"], name="sample")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -149,15 +119,9 @@ class DatasetNotFoundError(FileNotFoundError):
 
 
 # --------------------------------------------------------------------------- where the files are
-
-
 def data_roots(root: str | os.PathLike | None = None) -> list[tuple[str, Path | None]]:
-    """Candidate folders in search order, each with a label saying where it came from.
-
-    A ``None`` path means the source is unset (e.g. ``$COURSE_DATA`` not set); it is kept so
-    that error messages can say so. Kaggle's input folder is expanded separately (it is
-    searched a few levels deep).
-    """
+    """Candidate folders in search order, each labelled with where it came from. A ``None`` path
+    is an unset source (``$COURSE_DATA``), kept for the error messages. (Kaggle: see below.)"""
     course_data = os.environ.get(env.DATA_ENV)
     roots = [("root argument", Path(root).expanduser())] if root is not None else []
     roots.append((f"${env.DATA_ENV}", Path(course_data).expanduser() if course_data else None))
@@ -166,8 +130,8 @@ def data_roots(root: str | os.PathLike | None = None) -> list[tuple[str, Path | 
 
 
 def _kaggle_folders() -> list[Path]:
-    """Folders below /kaggle/input, breadth first, a few levels deep. Image folders
-    (thousands of entries) are not descended into: datasets are recognised from their parent."""
+    """Folders below /kaggle/input, breadth first. Image folders (thousands of entries) are not
+    descended into: datasets are recognised from their parent."""
     if not KAGGLE_INPUT.is_dir():
         return []
     found, level = [], [KAGGLE_INPUT]
@@ -190,9 +154,9 @@ def _idx_files(folder: Path) -> list[Path] | None:
     files = []
     for stem in _IDX_STEMS:
         dotted = stem.replace("-idx", ".idx")
-        candidates = [folder / name for name in (stem, stem + ".gz", dotted, dotted + ".gz")]
+        names = (stem, stem + ".gz", dotted, dotted + ".gz")
         # some Kaggle uploads wrap every file in a folder of its own name
-        candidates = [path / path.name if path.is_dir() else path for path in candidates]
+        candidates = [folder / n / n if (folder / n).is_dir() else folder / n for n in names]
         hit = next((path for path in candidates if path.is_file()), None)
         if hit is None:
             return None
@@ -210,8 +174,7 @@ def _find_in(name: str, base: Path) -> tuple[str, Any] | None:
             # counts as Fashion-MNIST only when its path says "fashion", and vice versa.
             if sub in (".", "raw") and ("fashion" in str(folder).lower()) != fashion:
                 continue
-            files = _idx_files(folder)
-            if files:
+            if files := _idx_files(folder):
                 return "idx", files
         return None
     if name == "cifar10":
@@ -232,15 +195,13 @@ def _locate(name: str, root) -> tuple[Any, list[str]]:
             looked.append(f"{label} (not set)")
             continue
         looked.append(f"{label}: {base}" + ("" if base.is_dir() else " (does not exist)"))
-        hit = _find_in(name, base) if base.is_dir() else None
-        if hit is not None:
+        if base.is_dir() and (hit := _find_in(name, base)) is not None:
             return hit, looked
     kaggle = _kaggle_folders()
     looked.append(f"{KAGGLE_INPUT} and {len(kaggle)} folders below it"
                   if KAGGLE_INPUT.is_dir() else f"{KAGGLE_INPUT} (not present)")
     for base in kaggle:
-        hit = _find_in(name, base)
-        if hit is not None:
+        if (hit := _find_in(name, base)) is not None:
             return hit, looked
     return None, looked
 
@@ -272,40 +233,33 @@ def _download(name: str, root) -> str | None:
 def _not_found_message(name: str, looked: list[str], why_no_download: str) -> str:
     places = "\n".join(f"  - {place}" for place in looked)
     layout = LAYOUTS["imagefolder" if name.startswith("imagefolder") else name]
-    return (
-        f"Dataset '{name}' not found, and {why_no_download}.\n"
-        f"Looked in:\n{places}\n"
-        f"To provide it, put {layout}\n"
-        f"into a folder and pass load_data(..., root='<folder>') or set {env.DATA_ENV}=<folder> "
-        f"(./data is searched too; on Kaggle, add the dataset as an input). "
-        f"Or use load_data(..., fallback='sample') to train on the bundled 10,000-image MNIST "
-        f"sample instead."
-    )
+    return (f"Dataset '{name}' not found, and {why_no_download}.\nLooked in:\n{places}\n"
+            f"To provide it, put {layout}\ninto a folder and pass load_data(..., root='<folder>') "
+            f"or set {env.DATA_ENV}=<folder> (./data is searched too; on Kaggle, add the dataset "
+            f"as an input). Or use load_data(..., fallback='sample') to train on the bundled "
+            f"10,000-image MNIST sample instead.")
 
 
 # --------------------------------------------------------------------------- reading the files
-
-
 def _cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "course_utils")).expanduser()
 
 
 def _cache_entry(source: Path, label: str, suffix: str = "") -> Path:
-    """This machine's cache entry for the dataset at ``source``: ``label``, plus a short hash
-    of its absolute path so that two copies of a dataset never share an entry."""
+    """``label`` plus a hash of the absolute path: two copies of a dataset never share an entry."""
     tag = hashlib.sha1(str(source.resolve()).encode()).hexdigest()[:10]
     return _cache_dir() / f"{label}-{tag}{suffix}"
 
 
-def _read_idx_set(name: str, files: list[Path]) -> tuple[torch.Tensor, ...]:
-    """MNIST / Fashion-MNIST through ``torchvision.datasets``: the four files are linked (or,
-    when gzip-compressed, unpacked once) into torchvision's layout in the cache folder, since
-    torchvision reads only ``<root>/<MNIST|FashionMNIST>/raw/<exact name>``."""
+def _idx_root(name: str, files: list[Path]) -> Path:
+    """A root for ``torchvision.datasets.MNIST`` / ``FashionMNIST``, which read only
+    ``<root>/<MNIST|FashionMNIST>/raw/<exact name>``: other layouts are linked (or, when
+    gzip-compressed, unpacked once) into that layout in the cache folder."""
     dataset = _torchvision_class(name)
     folder = files[0].parent
-    if [f.name for f in files] == list(_IDX_STEMS) and folder.parts[-2:] == (dataset.__name__,
-                                                                          "raw"):
-        root = folder.parent.parent  # already torchvision's layout: read it where it is
+    in_place = folder.parts[-2:] == (dataset.__name__, "raw")  # already torchvision's layout
+    if in_place and tuple(f.name for f in files) == _IDX_STEMS:
+        root = folder.parent.parent
     else:
         root = _cache_entry(folder, name)
         raw = root / dataset.__name__ / "raw"
@@ -321,29 +275,12 @@ def _read_idx_set(name: str, files: list[Path]) -> tuple[torch.Tensor, ...]:
             else:
                 tmp.symlink_to(source.resolve())
             os.replace(tmp, target)
-    train, test = (dataset(str(root), train=t) for t in (True, False))
-    return train.data[:, None], train.targets, test.data[:, None], test.targets
-
-
-def _read_cifar_pickles(root: Path) -> tuple[torch.Tensor, ...]:
-    """CIFAR-10's python batches through ``torchvision.datasets.CIFAR10`` (which checks each
-    file's MD5): ``.data`` is uint8 (N, 32, 32, 3)."""
-    from torchvision.datasets import CIFAR10
-
-    def channels_first(split: CIFAR10) -> torch.Tensor:
-        return torch.from_numpy(split.data).permute(0, 3, 1, 2).contiguous()
-
-    train, test = (CIFAR10(str(root), train=t) for t in (True, False))
-    return (channels_first(train), torch.tensor(train.targets), channels_first(test),
-            torch.tensor(test.targets))
+    return root
 
 
 def _round_robin(labels: torch.Tensor) -> torch.Tensor:
-    """An order that takes one image of each class in turn (stable within a class).
-
-    Image dumps are sorted by class; stored like that, ``images(10)`` would show ten
-    airplanes. Interleaving restores a mixed order like the original files have.
-    """
+    """An order that takes one image of each class in turn (stable within a class). Image dumps
+    are sorted by class: stored like that, ``images(10)`` would show ten airplanes."""
     rank = torch.empty_like(labels)
     for cls in labels.unique():
         members = (labels == cls).nonzero().squeeze(1)
@@ -373,28 +310,17 @@ def _decode_dump(source: Path, classes: tuple[str, ...]) -> dict[str, torch.Tens
     return out
 
 
-def _dump_signature(source: Path) -> list:
-    """Cheap fingerprint of an image dump, to notice when the cache is stale: per class
-    folder its name, number of files and mtime."""
-    return [[split, entry.name, len(os.listdir(entry.path)), entry.stat().st_mtime_ns]
-            for split in ("train", "test")
-            for entry in sorted(os.scandir(source / split), key=lambda e: e.name) if entry.is_dir()]
-
-
-def _read_only(folder: Path) -> bool:
-    """True for a folder nobody may write to. Checks the permission bits, not just
-    ``os.access``: running as root (Docker, some CI) ignores them, and a dataset folder marked
-    read-only must stay untouched all the same."""
-    return not os.access(folder, os.W_OK) or not folder.stat().st_mode & 0o222
-
-
 def _load_image_dump(source: Path, classes: tuple[str, ...]) -> tuple[torch.Tensor, ...]:
     """An image dump as uint8 tensors: decoded once (~10-25 s for CIFAR-10's 60,000 JPEGs on
     two cores), then read back from ``decoded_uint8.pt`` beside it, or in the user cache
     (``$COURSE_CACHE``, else ~/.cache/course_utils) when the folder is read-only (Kaggle)."""
     keys = ("train_images", "train_labels", "test_images", "test_labels")
     caches = [source / "decoded_uint8.pt", _cache_entry(source, source.name, ".decoded_uint8.pt")]
-    signature = _dump_signature(source)
+    # Cheap fingerprint to notice a stale cache: per class folder its name, file count, mtime.
+    signature = [[split, entry.name, len(os.listdir(entry.path)), entry.stat().st_mtime_ns]
+                 for split in ("train", "test")
+                 for entry in sorted(os.scandir(source / split), key=lambda e: e.name)
+                 if entry.is_dir()]
     for cache in caches:
         try:
             saved = torch.load(cache, weights_only=True)
@@ -404,7 +330,10 @@ def _load_image_dump(source: Path, classes: tuple[str, ...]) -> tuple[torch.Tens
             pass
     arrays = _decode_dump(source, classes)
     payload = {**arrays, "classes": list(classes), "signature": signature}
-    for cache in caches[1:] if _read_only(source) else caches:
+    # The permission bits, not just os.access: root (Docker, some CI) ignores them, and a
+    # dataset folder marked read-only must stay untouched all the same.
+    read_only = not os.access(source, os.W_OK) or not source.stat().st_mode & 0o222
+    for cache in caches[1:] if read_only else caches:
         tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
@@ -426,22 +355,26 @@ def load_sample_arrays() -> dict[str, np.ndarray]:
 def _load_arrays(name: str, found) -> tuple[torch.Tensor, ...]:
     """(train_images uint8 (N, C, H, W), train_labels int64, test_images, test_labels)."""
     if name == "sample":
-        a = load_sample_arrays()
-        return (torch.from_numpy(a["train_images"])[:, None],
-                torch.from_numpy(a["train_labels"]).long(),
-                torch.from_numpy(a["test_images"])[:, None],
-                torch.from_numpy(a["test_labels"]).long())
+        a = {key: torch.from_numpy(array) for key, array in load_sample_arrays().items()}
+        return (a["train_images"][:, None], a["train_labels"].long(), a["test_images"][:, None],
+                a["test_labels"].long())
     kind, path = found
-    if kind == "idx":
-        return _read_idx_set(name, path)
-    if kind == "pickles":
-        return _read_cifar_pickles(path)
-    return _load_image_dump(path, DATASETS[name].classes)
+    if kind == "dump":
+        return _load_image_dump(path, DATASETS[name].classes)
+    # IDX files or CIFAR-10's python batches (torchvision checks their MD5) via torchvision
+    root = _idx_root(name, path) if kind == "idx" else path
+    arrays = []
+    for train in (True, False):
+        split = _torchvision_class(name)(str(root), train=train)
+        if kind == "idx":  # .data uint8 (N, 28, 28)
+            arrays += [split.data[:, None], split.targets]
+        else:  # .data uint8 (N, 32, 32, 3)
+            arrays += [torch.from_numpy(split.data).permute(0, 3, 1, 2).contiguous(),
+                       torch.tensor(split.targets)]
+    return tuple(arrays)
 
 
 # --------------------------------------------------------------------------- batches on the device
-
-
 def _epoch_generator(seed: int, epoch: int, extra: int = 0) -> torch.Generator:
     """A CPU generator whose stream depends only on (seed, epoch): resumed runs repeat it."""
     state = np.random.SeedSequence([seed, epoch, extra]).generate_state(2, dtype=np.uint32)
@@ -450,13 +383,23 @@ def _epoch_generator(seed: int, epoch: int, extra: int = 0) -> torch.Generator:
     return generator
 
 
-def _stratified_subset(labels: torch.Tensor, size: int, seed: int) -> torch.Tensor:
-    """``size`` indices: a seeded random pick with the classes as balanced as possible
-    (shuffle, then deal round-robin over the classes)."""
+def _subset_indices(subset: int | float | None, labels: torch.Tensor, seed: int, what: str,
+                    clamp: bool = False) -> torch.Tensor | None:
+    """Sorted indices of a seeded pick of a checked ``subset`` (None: keep all) with the classes
+    as balanced as possible (shuffle, then deal round-robin over the classes). ``clamp``: a
+    number larger than the set keeps all of it instead of failing."""
+    if subset is None:
+        return None
+    available = len(labels)
+    if isinstance(subset, float):
+        size = max(1, round(subset * available))
+    elif subset > available and not clamp:
+        raise ValueError(f"{what}={subset} is larger than the {available} images available")
+    else:
+        size = min(subset, available)
     labels = labels.cpu()
-    shuffled = torch.randperm(len(labels), generator=_epoch_generator(seed, 0, extra=1))
-    chosen = shuffled[_round_robin(labels[shuffled])[:size]]
-    return chosen.sort().values
+    shuffled = torch.randperm(available, generator=_epoch_generator(seed, 0, extra=1))
+    return shuffled[_round_robin(labels[shuffled])[:size]].sort().values
 
 
 def _random_crop(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, pad: int) -> torch.Tensor:
@@ -471,24 +414,21 @@ def _random_crop(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, pad: int) 
 
 
 class _LoaderBase:
-    """What both loaders share: the attributes of the data contract (DESIGN.md section 3),
-    set once here, and the helpers built on them."""
+    """What both loaders share: the attributes of the data contract (DESIGN.md section 3)."""
 
     def __init__(self, *, name: str, split: str, classes, targets: torch.Tensor,
                  batch_size: int, image_size: int, in_channels: int, mean: tuple[float, ...],
                  std: tuple[float, ...], augment: str | bool, shuffle: bool, drop_last: bool,
                  seed: int, device, fallback: str | None = None) -> None:
-        self.name, self.split = name, split
-        self.classes = list(classes)
-        self.num_classes = len(self.classes)
-        self.device = torch.device(device)
+        self.name, self.split, self.classes = name, split, list(classes)
+        self.num_classes, self.device = len(self.classes), torch.device(device)
         self.targets = targets.to(self.device)       # int64 (N,), in stored order
         self.num_samples = len(targets)
         self.batch_size, self.image_size, self.in_channels = batch_size, image_size, in_channels
-        self.mean, self.std = mean, std
+        self.mean, self.std, self.fallback = mean, std, fallback
         self.augment, self.shuffle, self.drop_last = augment, shuffle, drop_last
         self.seed, self.epoch, self.start_batch = seed, 0, 0
-        self.fallback = fallback
+        self._stats_cache = {}
 
     def __len__(self) -> int:
         """Batches per epoch."""
@@ -497,10 +437,8 @@ class _LoaderBase:
         return math.ceil(self.num_samples / self.batch_size)
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        """The next iteration is epoch ``epoch``: its order and augmentation depend only on
-        (seed, epoch). Without calls, each iteration moves on to the next epoch by itself.
-        ``start_batch``: the next iteration begins at that batch of the epoch (a run resumed
-        inside an epoch) without preparing the batches before it."""
+        """The next iteration is epoch ``epoch`` (without calls, each iteration moves on to the
+        next epoch), starting at batch ``start_batch`` without preparing the ones before it."""
         self.epoch, self.start_batch = int(epoch), int(start_batch)
 
     def _next_epoch(self) -> tuple[int, int]:
@@ -509,15 +447,22 @@ class _LoaderBase:
         self.epoch, self.start_batch = epoch + 1, 0
         return epoch, start_batch
 
+    def to(self, device):
+        """The same data on another device (same seed, epoch and settings)."""
+        other = copy.copy(self)
+        other._stats_cache = {}
+        other.device = torch.device(device)
+        other.targets = self.targets.to(device)
+        return other
+
     def _stats(self, device) -> tuple[torch.Tensor, torch.Tensor]:
         """mean and std as (1, C, 1, 1) tensors on ``device``, made once per device: creating
         them for every batch would be a host-to-device copy per step."""
         device = torch.device(device)
-        cache = self.__dict__.setdefault("_stats_cache", {})
-        if device not in cache:
-            cache[device] = (torch.tensor(self.mean, device=device).view(1, -1, 1, 1),
-                             torch.tensor(self.std, device=device).view(1, -1, 1, 1))
-        return cache[device]
+        if device not in self._stats_cache:
+            self._stats_cache[device] = (torch.tensor(self.mean, device=device).view(1, -1, 1, 1),
+                                         torch.tensor(self.std, device=device).view(1, -1, 1, 1))
+        return self._stats_cache[device]
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         """Undo the normalisation: images in [0, 1] for plotting."""
@@ -534,29 +479,17 @@ class _LoaderBase:
 
 
 class DeviceLoader(_LoaderBase):
-    """Batches cut from a uint8 image tensor that lives on the training device.
+    """Batches cut from a uint8 image tensor (``data``) that lives on the training device.
 
     ``for x, y in loader`` yields ``x`` float32 ``(B, in_channels, image_size, image_size)``
-    normalised with the dataset's mean/std and ``y`` int64, both on ``loader.device``. The
-    per-batch work, all tensor operations on the device:
-
-    1. slice the uint8 images (through a seeded permutation when shuffling),
-    2. augment, still in uint8: random crop of the image padded with black (4 px for CIFAR,
-       2 px for the 28x28 sets), horizontal flip (not for digits),
-    3. small enlargements (e.g. MNIST 28 -> LeNet-5's 32) are a black frame, as in LeNet's
-       paper,
-    4. convert to float and normalise: ``(x / 255 - mean) / std``,
-    5. any other size change is bilinear resizing (antialiased when shrinking),
-    6. repeat a grey channel three times when ``in_channels=3``.
-
-    The randomness of an epoch (order, crops, flips) is drawn once on the CPU from a
-    generator seeded with (seed, epoch) and copied to the device once, so batches are the
-    same on every device and nothing waits for the host during the epoch. The last partial
-    batch is yielded unless ``drop_last=True``.
-
-    Attributes beyond the contract: ``data`` (uint8 images), ``targets`` (int64 labels), both
-    on the device in stored order; ``spec``, ``split``, ``seed``, ``epoch``, ``shuffle``,
-    ``drop_last``.
+    normalised with the dataset's mean/std and ``y`` int64, both on ``loader.device``. Each batch
+    is a slice of ``data`` (through a seeded permutation when shuffling), augmented while still
+    uint8 (random crop of the image padded with black, horizontal flip except for digits),
+    framed in black when a little smaller than ``image_size`` (MNIST 28 -> LeNet-5's 32, as in
+    LeNet's paper), normalised, otherwise resized bilinearly (antialiased when shrinking); a grey
+    channel is repeated for ``in_channels=3``. The randomness of an epoch is drawn on the CPU
+    from (seed, epoch), so batches are the same on every device. The last partial batch is
+    yielded unless ``drop_last=True``.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, spec: DatasetSpec,
@@ -573,18 +506,15 @@ class DeviceLoader(_LoaderBase):
         self.data = images.to(self.device)          # uint8 (N, C, H, W): the stored pixels
 
     def to(self, device) -> DeviceLoader:
-        """The same data on another device (same seed, epoch and settings)."""
-        other = copy.copy(self)
-        other._stats_cache = {}
-        other.device = torch.device(device)
+        other = super().to(device)
         other.data = self.data.to(device)
-        other.targets = self.targets.to(device)
         return other
 
-    # -- per epoch: all randomness drawn at once on the CPU, moved to the device once
-    def _plan(self, epoch: int):
+    def __iter__(self):
+        epoch, start_batch = self._next_epoch()
+        # The epoch's order, crops and flips: drawn at once on the CPU, moved to the device once.
         generator = _epoch_generator(self.seed, epoch)
-        n = self.num_samples
+        n, bs = self.num_samples, self.batch_size
         order = torch.randperm(n, generator=generator).to(self.device) if self.shuffle else None
         crop = flip = None
         if self.augment and "crop" in self.augment:
@@ -592,21 +522,12 @@ class DeviceLoader(_LoaderBase):
             crop = torch.randint(0, 2 * pad + 1, (2, n), generator=generator).to(self.device)
         if self.augment and "flip" in self.augment:
             flip = (torch.rand(n, generator=generator) < 0.5).to(self.device)
-        return order, crop, flip
-
-    def __iter__(self):
-        epoch, start_batch = self._next_epoch()
-        order, crop, flip = self._plan(epoch)
-        n, bs = self.num_samples, self.batch_size
         stop = n - n % bs if self.drop_last else n
         for start in range(start_batch * bs, stop, bs):
             end = min(start + bs, n)
             index = order[start:end] if order is not None else slice(start, end)
-            x = self._transform(
-                self.data[index],
-                None if crop is None else crop[:, start:end],
-                None if flip is None else flip[start:end],
-            )
+            x = self._transform(self.data[index], None if crop is None else crop[:, start:end],
+                                None if flip is None else flip[start:end])
             yield x, self.targets[index]
 
     def _transform(self, x: torch.Tensor, crop=None, flip=None) -> torch.Tensor:
@@ -619,8 +540,7 @@ class DeviceLoader(_LoaderBase):
         native, size = x.shape[-1], self.image_size
         grow = size - native
         if 0 < grow <= 8 and grow % 2 == 0:
-            # A small enlargement is a frame of black pixels, as LeNet-5 saw MNIST: 28 -> 32.
-            x = F.pad(x, (grow // 2,) * 4)
+            x = F.pad(x, (grow // 2,) * 4)  # a black frame, as LeNet-5 saw MNIST: 28 -> 32
         # (x / 255 - mean) / std as one multiply and one subtract per pixel
         scale, shift = self._affine(x.device, x.shape[1])
         x = x.float().mul_(scale).sub_(shift)
@@ -635,13 +555,12 @@ class DeviceLoader(_LoaderBase):
 
     def _affine(self, device, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(scale, shift) with x_uint8 * scale - shift = (x / 255 - mean) / std, cached."""
-        cache = self.__dict__.setdefault("_stats_cache", {})
         key = (torch.device(device), channels)
-        if key not in cache:
+        if key not in self._stats_cache:
             mean, std = self._stats(device)
             mean, std = mean[:, :channels], std[:, :channels]
-            cache[key] = (1 / (255 * std), mean / std)
-        return cache[key]
+            self._stats_cache[key] = (1 / (255 * std), mean / std)
+        return self._stats_cache[key]
 
     def images(self, n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
         """The first ``n`` images of the set (stored order), transformed without augmentation."""
@@ -649,16 +568,11 @@ class DeviceLoader(_LoaderBase):
 
 
 # --------------------------------------------------------------------------- folder datasets
-
-
 class _SeededTransform(torch.utils.data.Dataset):
-    """Applies a random transform with seeds made from (seed, epoch, sample index).
-
-    The DataLoader fetches whole batches through ``__getitems__``: one seed per batch (seeding
-    costs ~0.5 ms, as much as decoding a CIFAR-sized image). The batches of an epoch are fixed
-    by (seed, epoch), so the augmentation is reproducible whatever the number of workers, and
-    ``fork_rng`` leaves the main process's random state alone (num_workers=0).
-    """
+    """Applies a random transform seeded from (seed, epoch, first index of the batch): the
+    DataLoader fetches whole batches through ``__getitems__``, and one seed per batch (seeding
+    costs as much as decoding a small image) makes the augmentation the same whatever the number
+    of workers. ``fork_rng`` leaves the main process's random state alone."""
 
     def __init__(self, dataset, transform, seed: int) -> None:
         self.dataset, self.transform, self.seed, self.epoch = dataset, transform, seed, 0
@@ -678,45 +592,39 @@ class _SeededTransform(torch.utils.data.Dataset):
 
 
 class FolderLoader(_LoaderBase):
-    """``torchvision.datasets.ImageFolder`` + ``DataLoader`` with the interface of
-    :class:`DeviceLoader`.
-
-    Workers decode and resize with PIL and hand over uint8 tensors (4x less to copy than
-    float); pinned batches are copied with ``non_blocking=True`` and converted/normalised on
-    the device. Shuffling and augmentation depend only on (seed, epoch).
-    """
+    """``ImageFolder`` + ``DataLoader`` with the interface of :class:`DeviceLoader`. Workers
+    decode and resize with PIL and hand over uint8 tensors (4x less to copy than float),
+    normalised on the device. Shuffling and augmentation depend only on (seed, epoch)."""
 
     def __init__(self, folder: Path, *, split: str, name: str, batch_size: int,
                  image_size: int | None, in_channels: int | None, augment: bool,
                  shuffle: bool, drop_last: bool, seed: int, device: torch.device,
                  num_workers: int) -> None:
-        from torchvision import datasets, transforms
+        from torchvision import datasets
+        from torchvision import transforms as T
 
         self.folder = folder
         self.dataset = datasets.ImageFolder(str(folder))
         if len(self.dataset) == 0:
             raise DatasetNotFoundError(f"no images in {folder}")
-        first_w, first_h = self.dataset[0][0].size
-        native = min(first_w, first_h)
+        native = min(self.dataset[0][0].size)
         # ImageNet-sized photos default to 224; small images (a CIFAR dump) keep their size.
         size = image_size or min(native, 224)
         in_channels = in_channels or 3
         if in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 or 3 for image folders, got {in_channels}")
-        grey = [transforms.Grayscale(1)] if in_channels == 1 else []
+        grey = [T.Grayscale(1)] if in_channels == 1 else []
         # Standard evaluation view: resize to size/0.875 (256 for 224), centre crop. Images
         # that are not larger than the target are only resized.
         resize = round(size / 0.875) if native > size else size
-        self.eval_transform = transforms.Compose(
-            [transforms.Resize(resize), transforms.CenterCrop(size), *grey,
-             transforms.PILToTensor()])
+        self.eval_transform = T.Compose([T.Resize(resize), T.CenterCrop(size), *grey,
+                                         T.PILToTensor()])
         self.train_transform = self.eval_transform
         if augment:
             # scale >= 0.35 rather than ImageNet's 0.08: short runs on small sets (Imagenette)
             # learn faster from crops that still show most of the object.
-            self.train_transform = transforms.Compose(
-                [transforms.RandomResizedCrop(size, scale=(0.35, 1.0)),
-                 transforms.RandomHorizontalFlip(), *grey, transforms.PILToTensor()])
+            self.train_transform = T.Compose([T.RandomResizedCrop(size, scale=(0.35, 1.0)),
+                                              T.RandomHorizontalFlip(), *grey, T.PILToTensor()])
         # ImageNet's statistics; for grey images the mean of its three channels
         super().__init__(name=name, split=split, classes=self.dataset.classes,
                          targets=torch.tensor(self.dataset.targets), batch_size=batch_size,
@@ -725,15 +633,11 @@ class FolderLoader(_LoaderBase):
                          std=IMAGENET_STD if in_channels == 3 else (0.226,),
                          augment="crop+flip" if augment else False, shuffle=shuffle,
                          drop_last=drop_last, seed=seed, device=device)
-        self.spec = None
-        self.num_workers = num_workers
+        self.spec, self.num_workers = None, num_workers
         self._seeded = _SeededTransform(self.dataset, self.train_transform, seed)
 
     def to(self, device) -> FolderLoader:
-        other = copy.copy(self)
-        other._stats_cache = {}
-        other.device = torch.device(device)
-        other.targets = self.targets.to(device)
+        other = super().to(device)
         other._seeded = copy.copy(self._seeded)
         return other
 
@@ -744,9 +648,8 @@ class FolderLoader(_LoaderBase):
                  if self.shuffle else torch.arange(self.num_samples))
         loader = torch.utils.data.DataLoader(
             self._seeded, batch_size=self.batch_size,
-            sampler=order[start_batch * self.batch_size:].tolist(),
-            num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
-            drop_last=self.drop_last)
+            sampler=order[start_batch * self.batch_size:].tolist(), num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda", drop_last=self.drop_last)
         mean, std = self._stats(self.device)
         for x, y in loader:
             x = x.to(self.device, non_blocking=True).float().div_(255)
@@ -778,8 +681,6 @@ def _find_image_folder(path: str, root) -> tuple[Path | None, list[str]]:
 
 
 # --------------------------------------------------------------------------- the entry point
-
-
 def _check_int(value, what: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
@@ -794,24 +695,6 @@ def _check_subset(subset, what: str) -> int | float | None:
         raise ValueError(f"{what} must be a number of images or a fraction in (0, 1], "
                          f"got {subset!r}")
     return _check_int(subset, what, 1)
-
-
-def _subset_size(subset: int | float | None, available: int, what: str) -> int | None:
-    """How many of ``available`` images a checked ``subset`` keeps."""
-    if subset is None:
-        return None
-    if isinstance(subset, float):
-        return max(1, round(subset * available))
-    if subset > available:
-        raise ValueError(f"{what}={subset} is larger than the {available} images available")
-    return subset
-
-
-def _resolve_augment(augment, spec: DatasetSpec) -> str | bool:
-    """True: random crop, plus flips where they keep the label (not for digits)."""
-    if augment is True:
-        return "crop+flip" if spec.flip else "crop"
-    return augment or False
 
 
 def load_data(name: str, root: str | os.PathLike | None = None, batch_size: int = 128,
@@ -851,12 +734,10 @@ def load_data(name: str, root: str | os.PathLike | None = None, batch_size: int 
     key = name.strip().lower().replace("-", "_")
     is_folder = key.startswith("imagefolder:")
     if not is_folder and key not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid names: "
-                         f"{', '.join(list_datasets())}")
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(list_datasets())}")
     batch_size = _check_int(batch_size, "batch_size", 1)
-    if test_batch_size is not None:
-        test_batch_size = _check_int(test_batch_size, "test_batch_size", 1)
-    test_batch_size = test_batch_size or batch_size
+    test_batch_size = (batch_size if test_batch_size is None
+                       else _check_int(test_batch_size, "test_batch_size", 1))
     num_workers = _check_int(num_workers, "num_workers", 0)
     if augment not in (True, False, None, "crop", "flip", "crop+flip"):
         raise ValueError(f"augment must be True, False, 'crop', 'flip' or 'crop+flip', "
@@ -865,9 +746,8 @@ def load_data(name: str, root: str | os.PathLike | None = None, batch_size: int 
     if image_size is not None:
         image_size = _check_int(image_size, "image_size", 1)
         if image_size < MIN_IMAGE_SIZE:
-            raise ValueError(f"image_size={image_size} is too small: at least "
-                             f"{MIN_IMAGE_SIZE} pixels (LeNet-5 wants 32, AlexNet 227, "
-                             f"the others 224)")
+            raise ValueError(f"image_size={image_size} is too small: at least {MIN_IMAGE_SIZE} "
+                             f"pixels (LeNet-5 wants 32, AlexNet 227, the others 224)")
     if in_channels not in (None, 1, 3):
         raise ValueError(f"in_channels must be None, 1 or 3, got {in_channels!r}")
     seed = _check_int(seed, "seed", 0)
@@ -882,40 +762,36 @@ def load_data(name: str, root: str | os.PathLike | None = None, batch_size: int 
     device = env.get_device() if device is None else torch.device(device)
 
     # -- find the files (or fall back to the sample)
-    reason = None
+    spec, found, reason = DATASETS.get(key), None, None  # spec None: an image folder
     if is_folder:
-        spec = None
         folder, looked = _find_image_folder(name.split(":", 1)[1], root)
-        if folder is None:
-            message = _not_found_message(name, looked, "image folders are never downloaded")
-            if fallback != "sample":
-                raise DatasetNotFoundError(message)
-            reason = f"{name} not found (no train/ and val/ or test/ subfolders)"
-        else:
+        if folder is not None:
             return _load_folder(name, folder, batch_size=batch_size,
                                 test_batch_size=test_batch_size, image_size=image_size,
                                 subset=subset, test_subset=test_subset, augment=bool(augment),
                                 device=device, seed=seed, in_channels=in_channels,
                                 drop_last=drop_last, num_workers=num_workers)
-    else:
-        spec = DATASETS[key]
-        found = None
-        if key != "sample":
-            found, looked = _locate(key, root)
-            if found is None:
-                why = no_download
-                if download:
-                    error = _download(key, root)
-                    if error is None:
-                        found, looked = _locate(key, root)
-                    why = (f"the download failed ({error})" if error else
-                           "the download did not leave the files where expected")
-                if found is None:
-                    if fallback != "sample":
-                        raise DatasetNotFoundError(_not_found_message(key, looked, why))
-                    reason = f"{key} not found and {why}"
+        if fallback != "sample":
+            raise DatasetNotFoundError(
+                _not_found_message(name, looked, "image folders are never downloaded"))
+        reason = f"{name} not found (no train/ and val/ or test/ subfolders)"
+    elif key != "sample":
+        found, looked = _locate(key, root)
+        why = no_download
+        if found is None and download:
+            error = _download(key, root)
+            if error is None:
+                found, looked = _locate(key, root)
+            why = (f"the download failed ({error})" if error else
+                   "the download did not leave the files where expected")
+        if found is None:
+            if fallback != "sample":
+                raise DatasetNotFoundError(_not_found_message(key, looked, why))
+            reason = f"{key} not found and {why}"
 
-    requested = spec
+    # A model built for the requested (colour) dataset expects its channels and size.
+    in_channels = in_channels or (spec.in_channels if spec else 3)
+    image_size = image_size or (spec.image_size if spec else 32)
     if reason is not None:
         env.add_note(f"DATA FALLBACK: {reason}. Using the bundled MNIST sample (8,000 train / "
                      f"2,000 test real digits) instead; accuracies are not comparable with "
@@ -923,30 +799,15 @@ def load_data(name: str, root: str | os.PathLike | None = None, batch_size: int 
         spec, key, found = DATASETS["sample"], "sample", None
 
     train_x, train_y, test_x, test_y = _load_arrays(key, found)
-    native_channels = spec.in_channels
-    # A model built for the requested (colour) dataset expects its channels and size.
-    default_channels = requested.in_channels if requested else 3
-    default_size = requested.image_size if requested else 32
-    if reason is not None:
-        in_channels = in_channels or default_channels
-        image_size = image_size or default_size
-    in_channels = in_channels or native_channels
-    if in_channels < native_channels:
-        raise ValueError(f"{key} has {native_channels} channels; in_channels={in_channels} would "
-                         f"throw colour away: build the model with in_channels={native_channels}")
-    image_size = image_size or spec.image_size
-
-    if reason is not None:  # the sample may be smaller than the subset asked for
-        subset = subset if isinstance(subset, float | None) else min(subset, len(train_y))
-        test_subset = (test_subset if isinstance(test_subset, float | None)
-                       else min(test_subset, len(test_y)))
-    size = _subset_size(subset, len(train_y), "subset")
-    if size is not None:
-        keep = _stratified_subset(train_y, size, seed)
+    if in_channels < spec.in_channels:
+        raise ValueError(f"{key} has {spec.in_channels} channels; in_channels={in_channels} would "
+                         f"throw colour away: build the model with in_channels={spec.in_channels}")
+    # clamp: the fallback sample may be smaller than the subset asked for
+    keep = _subset_indices(subset, train_y, seed, "subset", clamp=reason is not None)
+    if keep is not None:
         train_x, train_y = train_x[keep], train_y[keep]
-    size = _subset_size(test_subset, len(test_y), "test_subset")
-    if size is not None:
-        keep = _stratified_subset(test_y, size, seed)
+    keep = _subset_indices(test_subset, test_y, seed, "test_subset", clamp=reason is not None)
+    if keep is not None:
         test_x, test_y = test_x[keep], test_y[keep]
 
     if drop_last and len(train_y) < batch_size:
@@ -954,9 +815,10 @@ def load_data(name: str, root: str | os.PathLike | None = None, batch_size: int 
                          f"training images leaves no batch at all")
     common = dict(spec=spec, image_size=image_size, in_channels=in_channels, seed=seed,
                   device=device, fallback=reason)
-    train = DeviceLoader(train_x, train_y, split="train", batch_size=batch_size,
-                         augment=_resolve_augment(augment, spec), shuffle=True,
-                         drop_last=drop_last, **common)
+    # augment=True: random crop, plus flips where they keep the label (not for digits)
+    augment = ("crop+flip" if spec.flip else "crop") if augment is True else augment or False
+    train = DeviceLoader(train_x, train_y, split="train", batch_size=batch_size, augment=augment,
+                         shuffle=True, drop_last=drop_last, **common)
     test = DeviceLoader(test_x, test_y, split="test", batch_size=test_batch_size,
                         augment=False, shuffle=False, drop_last=False, **common)
     return train, test
@@ -975,11 +837,10 @@ def _load_folder(name: str, folder: Path, *, batch_size, test_batch_size, image_
     if train.classes != test.classes:
         raise ValueError(f"{folder}: train/ and {test_dir.name}/ have different classes")
     for loader, wanted, what in ((train, subset, "subset"), (test, test_subset, "test_subset")):
-        size = _subset_size(wanted, loader.num_samples, what)
-        if size is not None:
-            keep = _stratified_subset(loader.targets, size, seed)
+        keep = _subset_indices(wanted, loader.targets, seed, what)
+        if keep is not None:
             loader.dataset = torch.utils.data.Subset(loader.dataset, keep.tolist())
             loader._seeded.dataset = loader.dataset
             loader.targets = loader.targets[keep]
-            loader.num_samples = size
+            loader.num_samples = len(keep)
     return train, test

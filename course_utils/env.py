@@ -1,14 +1,9 @@
 """Where are we running, and how big a run should this be?
 
-Every notebook starts by asking three questions:
-
-* Which device trains the model? CUDA if present, Apple's MPS if present, else the CPU.
-* Are we on Colab or Kaggle (install the package there, look for data in Kaggle's folders)?
-* Is this the real one-epoch homework, a reduced run on a CPU-only machine, or the
-  smoke test that CI runs (``COURSE_SMOKE=1``)?
-
-``run_settings`` answers the last one from three dictionaries (full / cpu / smoke) and
-remembers what was reduced, so that ``run_banner`` can say exactly that.
+Every notebook asks: which device trains the model (CUDA, else Apple's MPS, else the CPU)? Are
+we on Colab or Kaggle? Is this the real one-epoch homework, a reduced run on a CPU-only machine,
+or CI's smoke test (``COURSE_SMOKE=1``)? ``run_settings`` answers the last one from three
+dictionaries (full / cpu / smoke) and remembers what was reduced, for ``run_banner``.
 """
 
 from __future__ import annotations
@@ -51,19 +46,17 @@ def is_kaggle() -> bool:
 
 
 def pretrained_enabled(requested: bool | None = None) -> bool:
-    """Whether a notebook runs its cells that download published (ImageNet) weights.
-
-    ``None`` (the notebooks' default): on Colab and Kaggle, which have internet (Kaggle:
-    switch it on), off on other machines and in smoke runs; True/False force it."""
+    """Whether a notebook runs its cells that download published (ImageNet) weights. ``None``
+    (the default): on Colab and Kaggle, which have internet (Kaggle: switch it on), off on
+    other machines and in smoke runs; True/False force it."""
     if requested is not None:
         return bool(requested)
     return (is_colab() or is_kaggle()) and not is_smoke()
 
 
-PRETRAINED_OFF_NOTE = (
-    "Pretrained weights: off here (not Colab/Kaggle, or a smoke run), so this cell shows "
-    "nothing. Set PRETRAINED = True in the parameters cell to download them."
-)
+PRETRAINED_OFF_NOTE = ("Pretrained weights: off here (not Colab/Kaggle, or a smoke run), so this "
+                       "cell shows nothing. Set PRETRAINED = True in the parameters cell to "
+                       "download them.")
 
 
 def get_device(prefer: str | None = None) -> torch.device:
@@ -73,16 +66,13 @@ def get_device(prefer: str | None = None) -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda")
     mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
 
 
 def device_name(device: torch.device | str | None = None) -> str:
     device = get_device() if device is None else torch.device(device)
     if device.type == "cuda":
-        count = torch.cuda.device_count()
-        name = torch.cuda.get_device_name(device)
+        count, name = torch.cuda.device_count(), torch.cuda.get_device_name(device)
         return f"{name} x{count}" if count > 1 else name
     if device.type == "mps":
         return "Apple MPS"
@@ -130,13 +120,11 @@ def at_most(value: Any, limit: Any) -> Any:
 
 def run_settings(full: dict[str, Any], cpu: dict[str, Any] | None = None,
                  smoke: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Pick the settings for this run.
-
-    ``full`` is the real homework on a GPU; ``cpu`` overrides some of its values on a
-    machine without a GPU (so the run finishes in minutes); ``smoke`` overrides them again
-    for CI. Keys missing from an override keep the value of the level above. Whatever
-    differs from ``full`` is remembered and shown by :func:`run_banner`.
-    """
+    """Pick the settings for this run: ``full`` is the real homework on a GPU; ``cpu``
+    overrides some of its values on a machine without a GPU (so the run finishes in minutes);
+    ``smoke`` overrides them again for CI. Keys missing from an override keep the value of
+    the level above. Whatever differs from ``full`` is remembered and shown by
+    :func:`run_banner`."""
     mode = run_mode()
     chosen = dict(full)
     if mode in ("cpu", "smoke"):
@@ -167,11 +155,9 @@ def notes() -> list[str]:
 
 
 def run_banner(title: str | None = None, **extra: Any) -> None:
-    """Print what this run is: device, versions, mode and what was reduced.
-
-    Every notebook prints it first, so that a screenshot of any output says how it was made.
-    (Returns nothing, so a notebook cell ending with it does not echo the text twice.)
-    """
+    """Print what this run is: device, versions, mode and what was reduced. Every notebook
+    prints it first, so that a screenshot of any output says how it was made. (Returns
+    nothing, so a notebook cell ending with it does not echo the text twice.)"""
     print(banner_text(title, **extra))
 
 
@@ -186,33 +172,26 @@ def banner_text(title: str | None = None, **extra: Any) -> str:
         "smoke": f"smoke run ({SMOKE_ENV}=1): tiny data and few steps, for CI",
     }[mode]
     where = "Colab" if is_colab() else "Kaggle" if is_kaggle() else "local"
-    lines = [f"=== {title} ===" if title else "=== run ==="]
-    lines.append(f"device      : {device_name()} [{where}]")
-    lines.append(f"versions    : python {platform.python_version()}, torch {torch.__version__}, "
-                 f"torchvision {torchvision.__version__}")
-    lines.append(f"mode        : {explain}")
+    lines = [f"=== {title} ===" if title else "=== run ===",
+             f"device      : {device_name()} [{where}]",
+             f"versions    : python {platform.python_version()}, torch {torch.__version__}, "
+             f"torchvision {torchvision.__version__}",
+             f"mode        : {explain}"]
     for key, value in {**_last_settings, **extra}.items():
-        if key in _last_reduced:
-            full_value, _ = _last_reduced[key]
-            lines.append(f"  {key:<10}: {value!r}  (full run: {full_value!r})")
-        else:
-            lines.append(f"  {key:<10}: {value!r}")
-    for note in _notes:
-        lines.append(f"note        : {note}")
+        full_run = f"  (full run: {_last_reduced[key][0]!r})" if key in _last_reduced else ""
+        lines.append(f"  {key:<10}: {value!r}{full_run}")
+    lines += [f"note        : {note}" for note in _notes]
     return "\n".join(lines)
 
 
 def write_results(path: str | os.PathLike | None, results: dict[str, Any],
                   parameters: dict[str, Any] | None = None) -> None:
-    """Write a notebook's headline numbers as JSON (papermill tests read them back).
-
-    ``None`` writes nothing. Returns nothing, so a notebook's last cell shows only the
-    line printed here. The run mode, the chosen settings and the notebook's
-    ``parameters`` (the values of its papermill parameters cell) are added, so that a reader
-    knows what produced the numbers.
-    """
+    """Write a notebook's headline numbers as JSON (papermill tests read them back); ``None``
+    writes nothing. The run mode, the chosen settings and the notebook's ``parameters`` (its
+    papermill parameters cell) are added, so that a reader knows what produced the numbers.
+    Returns nothing, so a notebook's last cell shows only the line printed here."""
     if path is None:
-        return None
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"mode": run_mode(), "parameters": dict(parameters or {}),

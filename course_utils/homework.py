@@ -1,8 +1,7 @@
 """The homework's given part and its check: the student writes the training loop.
 
-The lecture's assignment is "the network design is given; train it yourself for one epoch".
-In notebooks 02-07 the student writes plain PyTorch (optimizer, forward, loss, zero_grad,
-backward, step, train/eval modes, evaluation). This module gives the rest:
+The assignment is "the network design is given; train it yourself for one epoch". In notebooks
+02-07 the student writes plain PyTorch; this module gives the rest:
 
     run = HomeworkRun(model, train, test)    # given: device, speed plumbing, the counters
     ### BEGIN SOLUTION  (the student's loop)
@@ -18,10 +17,9 @@ backward, step, train/eval modes, evaluation). This module gives the rest:
     ### END SOLUTION
     check_homework(run, "02_lenet")          # the check cell
 
-Why the check never trusts the notebook's own numbers: a History, an accuracy variable or a
-printed line can be typed by hand. The check measures the model itself: it counts the
-optimizer steps (a global optimizer step hook) and the images that went through the model
-with gradients on (a forward pre-hook), and evaluates the model on the test set with
+The check never trusts the notebook's own numbers (a History or a printed line can be typed by
+hand): it counts the optimizer steps (a global optimizer step hook) and the images that went
+through the model with gradients on (a forward pre-hook), and evaluates the model itself with
 ``course_utils.train.evaluate``. The instructor's grader (``make grade``) runs the same
 measurement in a cell of its own after re-executing the submission.
 """
@@ -39,14 +37,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from . import env
 from .analysis import count_macs, format_table
-from .train import (
-    _autocast,
-    _batches,
-    _place_data,
-    evaluate,
-    resolve_precision,
-    use_channels_last,
-)
+from .train import _autocast, _batches, _place_data, evaluate, resolve_precision, use_channels_last
 
 __all__ = ["HomeworkRun", "check_homework", "measure", "THRESHOLDS", "threshold",
            "grader_probe", "PROBE_MARK", "compare_with_fit", "t4_estimate", "t4_estimate_seconds"]
@@ -57,12 +48,11 @@ __all__ = ["HomeworkRun", "check_homework", "measure", "THRESHOLDS", "threshold"
 T4_FP16_PEAK_FLOPS = 65e12
 ASSUMED_T4_UTILISATION = 0.25
 
-# Minimum test accuracy of the one-epoch homework, per notebook, run mode and data source
-# ("real": the notebook's dataset; "sample": the bundled MNIST sample that smoke runs and
-# offline machines fall back to). Each value sits below the worst of at least three seeds of
-# the reference solution, with a margin; the seeds' accuracies, the command that measured
-# them and the CPU they ran on are in benchmarks/homework_thresholds.md. "full" values are
-# estimates until a GPU run measures them (marked there).
+# Minimum test accuracy of the one-epoch homework per notebook, run mode and data source ("real":
+# the notebook's dataset; "sample": the bundled MNIST sample of smoke runs and offline machines).
+# Each value sits below the worst of at least three seeds of the reference solution, with a
+# margin; benchmarks/homework_thresholds.md has the seeds, the command and the CPU. "full"
+# values are estimates until a GPU run measures them (marked there).
 THRESHOLDS: dict[str, dict[tuple[str, str], float | None]] = {
     "02_lenet": {("full", "real"): 0.975, ("cpu", "real"): 0.975, ("cpu", "sample"): 0.85,
                  ("smoke", "sample"): 0.65, ("smoke", "real"): 0.65},
@@ -82,9 +72,9 @@ THRESHOLDS: dict[str, dict[tuple[str, str], float | None]] = {
 NOT_ASSERTED = {
     "smoke real": "a smoke run on the real CIFAR-10 files (instead of CI's bundled MNIST "
                   "sample) has no measured seeds",
-    "03_alexnet": "AlexNet stays on its initial plateau (loss ln 10) for more steps than a "
-                  "smoke run takes (measured: still at chance after 192 steps of 32 on the "
-                  "bundled sample)",
+    "03_alexnet": "AlexNet stays on its initial plateau (loss ln 10) for more steps than a smoke "
+                  "run takes (measured: still at chance after 192 steps of 32 on the bundled "
+                  "sample)",
     "05_inception": "GoogLeNet without batch norm stays on its initial plateau for about 200 "
                     "steps, more than a smoke run takes (measured: 13% after 128 steps, 22% "
                     "after 192 steps of 16 on the bundled sample)",
@@ -94,44 +84,35 @@ PROBE_MARK = "__course_homework__"
 
 # What usually makes a check fail, shown with every failure (Korean first, as in the notes).
 HINTS = {
-    "no_steps": (
-        "optimizer.step()이 한 번도 불리지 않았습니다: 가중치가 그대로입니다. 루프 안에서 "
-        "loss.backward() 다음에 optimizer.step()을 부르세요(스케일러를 쓰면 run.scaler.step(optimizer)). / "
-        "optimizer.step() was never called, so the weights never changed: call it after "
-        "loss.backward() in the loop (run.scaler.step(optimizer) with the scaler)."),
-    "few_steps": (
-        "한 에포크를 다 돌지 않았습니다: run.batches()의 모든 배치마다 한 번씩 step을 부르세요. / "
-        "Not a whole epoch: take one optimizer step for every batch of run.batches()."),
-    "many_steps": (
-        "과제는 EPOCHS 에포크입니다: 그보다 많이 학습했습니다. 셀을 다시 실행하면 모델이 새로 "
-        "만들어지니, 학습 루프를 여러 번 돌리지 마세요. / The homework is EPOCHS epoch(s); "
-        "this model took more steps than that."),
-    "eval_mode": (
-        "학습 중에 모델이 eval 모드였습니다: 배치 정규화는 통계를 갱신하지 않고 드롭아웃은 꺼집니다. "
-        "학습 루프 전에 model.train(), 평가 전에 model.eval()을 부르세요. / The model was in "
-        "eval mode while it trained: call model.train() before the loop, model.eval() before "
-        "evaluating."),
-    "no_zero_grad": (
-        "optimizer.zero_grad()가 빠졌습니다: 기울기가 스텝마다 쌓여 학습이 망가집니다. 매 배치 "
-        "backward 전에 optimizer.zero_grad()를 부르세요. / optimizer.zero_grad() is missing: "
-        "gradients pile up from step to step. Call it before every backward()."),
-    "watched_untrained": (
-        "보조 분류기(aux1, aux2)가 학습되지 않았습니다: 학습 모드의 출력 (logits, aux1, aux2)에서 "
-        "보조 손실 두 개에 0.3을 곱해 주 손실에 더하세요. / The auxiliary classifiers were "
-        "never trained: add 0.3 x the loss of each auxiliary output to the main loss."),
-    "accuracy": (
-        "정확도가 낮을 때 흔한 원인: zero_grad 누락, 학습 중 eval 모드, 보조 출력 무시(GoogLeNet), "
-        "본문과 다른 학습률·모멘텀·가중치 감쇠, 손실에 로짓 대신 argmax를 넣음. / Usual causes: "
-        "no zero_grad, the model left in eval mode while training, auxiliary outputs ignored "
-        "(GoogLeNet), a learning rate/momentum/weight decay other than the text's."),
-    "new_model": (
-        "check는 HomeworkRun이 받은 모델을 평가합니다: 새 모델을 만들지 말고 주어진 model을 "
-        "학습하세요. / The check evaluates the model given to HomeworkRun: train that model, "
-        "do not build a new one."),
-    "no_run": (
-        "HomeworkRun(model, train, test) 줄이 실행되지 않았습니다: 과제 셀의 주어진 줄을 지우지 "
-        "마세요. / The given line run = HomeworkRun(model, train, test) did not run: keep the "
-        "given lines of the homework cell."),
+    "no_steps": "optimizer.step()이 한 번도 불리지 않았습니다: 가중치가 그대로입니다. 루프 안에서 "
+    "loss.backward() 다음에 optimizer.step()을 부르세요(스케일러를 쓰면 run.scaler.step(optimizer)). / "
+    "optimizer.step() was never called, so the weights never changed: call it after "
+    "loss.backward() in the loop (run.scaler.step(optimizer) with the scaler).",
+    "few_steps": "한 에포크를 다 돌지 않았습니다: run.batches()의 모든 배치마다 한 번씩 step을 부르세요. / "
+    "Not a whole epoch: take one optimizer step for every batch of run.batches().",
+    "many_steps": "과제는 EPOCHS 에포크입니다: 그보다 많이 학습했습니다. 셀을 다시 실행하면 모델이 새로 "
+    "만들어지니, 학습 루프를 여러 번 돌리지 마세요. / The homework is EPOCHS epoch(s); "
+    "this model took more steps than that.",
+    "eval_mode": "학습 중에 모델이 eval 모드였습니다: 배치 정규화는 통계를 갱신하지 않고 드롭아웃은 꺼집니다. "
+    "학습 루프 전에 model.train(), 평가 전에 model.eval()을 부르세요. / The model was in "
+    "eval mode while it trained: call model.train() before the loop, model.eval() before "
+    "evaluating.",
+    "no_zero_grad": "optimizer.zero_grad()가 빠졌습니다: 기울기가 스텝마다 쌓여 학습이 망가집니다. 매 배치 "
+    "backward 전에 optimizer.zero_grad()를 부르세요. / optimizer.zero_grad() is missing: "
+    "gradients pile up from step to step. Call it before every backward().",
+    "watched_untrained": "보조 분류기(aux1, aux2)가 학습되지 않았습니다: 학습 모드의 출력 (logits, aux1, "
+    "aux2)에서 보조 손실 두 개에 0.3을 곱해 주 손실에 더하세요. / The auxiliary classifiers were "
+    "never trained: add 0.3 x the loss of each auxiliary output to the main loss.",
+    "accuracy": "정확도가 낮을 때 흔한 원인: zero_grad 누락, 학습 중 eval 모드, 보조 출력 무시(GoogLeNet), "
+    "본문과 다른 학습률·모멘텀·가중치 감쇠, 손실에 로짓 대신 argmax를 넣음. / Usual causes: "
+    "no zero_grad, the model left in eval mode while training, auxiliary outputs ignored "
+    "(GoogLeNet), a learning rate/momentum/weight decay other than the text's.",
+    "new_model": "check는 HomeworkRun이 받은 모델을 평가합니다: 새 모델을 만들지 말고 주어진 model을 "
+    "학습하세요. / The check evaluates the model given to HomeworkRun: train that model, "
+    "do not build a new one.",
+    "no_run": "HomeworkRun(model, train, test) 줄이 실행되지 않았습니다: 과제 셀의 주어진 줄을 지우지 "
+    "마세요. / The given line run = HomeworkRun(model, train, test) did not run: keep the "
+    "given lines of the homework cell.",
 }
 
 _ACTIVE: HomeworkRun | None = None  # the latest run, for the grader's own measurement
@@ -143,13 +124,13 @@ def _checksums(module: nn.Module) -> list[float]:
 
 
 class HomeworkRun:
-    """The homework's given part: puts the model and data on the training device, chooses
-    the precision as ``fit`` does, gives the batches with a progress bar, and counts what
-    the check needs (optimizer steps, images trained on, stale gradients).
+    """The homework's given part: puts the model and data on the training device, chooses the
+    precision as ``fit`` does, gives the batches with a progress bar, and counts what the
+    check needs (optimizer steps, images trained on, stale gradients).
 
-    model, train, test  the model to train and the loaders from ``load_data``
-    epochs              the homework's number of epochs (the check expects this many)
-    watch               names of submodules that must be trained (GoogLeNet: aux1, aux2)
+    ``model``, ``train``, ``test``: the model and the loaders from ``load_data``; ``epochs``:
+    the homework's epochs (the check expects this many); ``watch``: names of submodules that
+    must be trained (GoogLeNet: aux1, aux2).
     """
 
     def __init__(self, model: nn.Module, train: Any, test: Any, epochs: int = 1,
@@ -179,19 +160,15 @@ class HomeworkRun:
         self.train_seconds = 0.0    # time spent in run.batches() (the student's loop)
         self.timed_images = 0
         self._stale = torch.zeros((), dtype=torch.long, device=self.device)
-        self._stepped = False
-        self._epoch = 0
-        self._log_sum = torch.zeros((), device=self.device)
-        self._log_count = 0
+        self._stepped, self._epoch = False, 0
+        self._log_sum, self._log_count = torch.zeros((), device=self.device), 0
         self.watch = tuple(watch)
         self._watched = {name: _checksums(model.get_submodule(name)) for name in self.watch}
         self._params = {id(p) for p in model.parameters()}
-        self._handles = [
-            register_optimizer_step_post_hook(self._on_step),
-            model.register_forward_pre_hook(self._on_forward),
-        ]
         self._last_param = [p for p in model.parameters() if p.requires_grad][-1]
-        self._handles.append(self._last_param.register_hook(self._on_gradient))
+        self._handles = [register_optimizer_step_post_hook(self._on_step),
+                         model.register_forward_pre_hook(self._on_forward),
+                         self._last_param.register_hook(self._on_gradient)]
         _ACTIVE = self
 
     # -- what the student's loop uses --------------------------------------------------
@@ -343,15 +320,13 @@ def measure(run: HomeworkRun) -> dict[str, Any]:
     result = evaluate(run.model, run.test)
     mode, source = _mode_and_source(run)
     return {
-        "mode": mode, "data": source,
-        "test_acc": result["acc"], "test_loss": result["loss"],
+        "mode": mode, "data": source, "test_acc": result["acc"], "test_loss": result["loss"],
         "test_images": int(getattr(run.test, "num_samples", 0)) or None,
         "steps": run.steps, "expected_steps": run.epochs * run.steps_per_epoch,
-        "images": run.images, "expected_images": (run.epochs * run.train_images
-                                                  if run.train_images else None),
+        "images": run.images,
+        "expected_images": run.epochs * run.train_images if run.train_images else None,
         "eval_mode_images": run.eval_mode_images, "stale_gradient_steps": stale,
-        "untrained": untrained, "precision": run.precision,
-        "device": env.device_name(run.device),
+        "untrained": untrained, "precision": run.precision, "device": env.device_name(run.device),
     }
 
 

@@ -5,29 +5,12 @@ and always travels with its source. Only figures checked against the papers are 
 the lecture quotes a number differently from the paper, both are recorded (``LECTURE``) with
 a note that explains the difference.
 
-What is here (all plain data):
-
-``SOURCES``            short key -> full citation.
-``ARCHITECTURES``      registry name -> :class:`Architecture` (year, depth in weight layers,
-                       paper, ILSVRC placing).
-``PARAMS``             registry name -> exact parameter count our models must reproduce
-                       (the course's targets) with where each comes from.
-``PAPER_PARAMS``       parameter counts as the papers print them (rounded: "60 million", 138 M).
-``LENET5_LAYER_PARAMS``  trainable parameters per LeNet-5 layer as the paper lists them.
-``MACS``               multiply-accumulates per image as the papers print them
-                       (ResNet Table 1 "FLOPs" are multiply-adds; GoogLeNet's 1.5 G budget).
-``GOOGLENET_TABLE1``   every row of GoogLeNet's Table 1 (:class:`InceptionRow`).
-``IMAGENET_ERRORS``    ImageNet top-1/top-5 error rates (:class:`ErrorRate`), paper tables.
-``ILSVRC_WINNERS``     the classification winners by year (top-5 test error).
-``CIFAR10_ERRORS``     CIFAR-10 test errors (ResNet Table 6, DenseNet Table 2).
-``MNIST_ERRORS``       LeNet-5 on MNIST (LeCun et al. 1998).
-``LENET5_PAPER_LR``    LeNet-5's learning-rate schedule (passes, rate).
-``TORCHVISION``        torchvision's single-crop ImageNet accuracy and GMACs for its own
-                       implementations (one protocol for all models: use it for charts).
-``LECTURE``            the figures as the lecture states them, with the paper's wording.
-``CS231N_VGG16``       CS231n's VGG-16 memory / parameter totals (the per-layer view).
-``COMPARISON_MODELS``  the seven architectures of the closing comparison.
-
+Tables (plain data): ``SOURCES`` (key -> citation), ``ARCHITECTURES``, ``PARAMS`` (the exact
+counts our models reproduce), ``PAPER_PARAMS`` (as the papers print them: "60 million"),
+``LENET5_LAYER_PARAMS``, ``MACS`` (per image; ResNet Table 1 "FLOPs" are multiply-adds),
+``GOOGLENET_TABLE1``, ``IMAGENET_ERRORS``, ``ILSVRC_WINNERS``, ``CIFAR10_ERRORS``,
+``MNIST_ERRORS``, ``LENET5_PAPER_LR``, ``TORCHVISION`` (one protocol for all models: use it
+for charts), ``LECTURE``, ``CS231N_VGG16``, ``COMPARISON_MODELS``.
 Helpers: :func:`errors_for`, :func:`summary_rows`, :func:`figure_source`.
 
 Conventions: error rates in percent; parameters and MACs as plain numbers (not millions).
@@ -40,40 +23,24 @@ from typing import Any
 
 # --------------------------------------------------------------------------- sources
 SOURCES: dict[str, str] = {
-    "lecun1998": (
-        "LeCun, Bottou, Bengio, Haffner, 'Gradient-Based Learning Applied to Document "
-        "Recognition', Proc. IEEE 86(11), 1998"
-    ),
-    "krizhevsky2012": (
-        "Krizhevsky, Sutskever, Hinton, 'ImageNet Classification with Deep Convolutional "
-        "Neural Networks', NIPS 2012"
-    ),
-    "simonyan2015": (
-        "Simonyan, Zisserman, 'Very Deep Convolutional Networks for Large-Scale Image "
-        "Recognition', ICLR 2015 (arXiv:1409.1556)"
-    ),
-    "szegedy2015": (
-        "Szegedy et al., 'Going Deeper with Convolutions', CVPR 2015 (arXiv:1409.4842, 2014)"
-    ),
-    "he2016": (
-        "He, Zhang, Ren, Sun, 'Deep Residual Learning for Image Recognition', CVPR 2016 "
-        "(arXiv:1512.03385, 2015)"
-    ),
-    "huang2017": (
-        "Huang, Liu, van der Maaten, Weinberger, 'Densely Connected Convolutional Networks', "
-        "CVPR 2017 (arXiv:1608.06993, 2016)"
-    ),
-    "russakovsky2015": (
-        "Russakovsky et al., 'ImageNet Large Scale Visual Recognition Challenge', IJCV 2015"
-    ),
-    "torchvision": (
-        "torchvision model weights metadata (IMAGENET1K_V1: acc@1, acc@5, GFLOPS), "
-        "https://pytorch.org/vision/stable/models.html"
-    ),
-    "cs231n": (
-        "Stanford CS231n, Lecture 9 'CNN Architectures' (2017 slides, VGGNet) and the course "
-        "notes 'Convolutional Neural Networks' (case study VGGNet)"
-    ),
+    "lecun1998": "LeCun, Bottou, Bengio, Haffner, 'Gradient-Based Learning Applied to Document "
+                 "Recognition', Proc. IEEE 86(11), 1998",
+    "krizhevsky2012": "Krizhevsky, Sutskever, Hinton, 'ImageNet Classification with Deep "
+                      "Convolutional Neural Networks', NIPS 2012",
+    "simonyan2015": "Simonyan, Zisserman, 'Very Deep Convolutional Networks for Large-Scale "
+                    "Image Recognition', ICLR 2015 (arXiv:1409.1556)",
+    "szegedy2015": "Szegedy et al., 'Going Deeper with Convolutions', CVPR 2015 "
+                   "(arXiv:1409.4842, 2014)",
+    "he2016": "He, Zhang, Ren, Sun, 'Deep Residual Learning for Image Recognition', CVPR 2016 "
+              "(arXiv:1512.03385, 2015)",
+    "huang2017": "Huang, Liu, van der Maaten, Weinberger, 'Densely Connected Convolutional "
+                 "Networks', CVPR 2017 (arXiv:1608.06993, 2016)",
+    "russakovsky2015": "Russakovsky et al., 'ImageNet Large Scale Visual Recognition "
+                       "Challenge', IJCV 2015",
+    "torchvision": "torchvision model weights metadata (IMAGENET1K_V1: acc@1, acc@5, GFLOPS), "
+                   "https://pytorch.org/vision/stable/models.html",
+    "cs231n": "Stanford CS231n, Lecture 9 'CNN Architectures' (2017 slides, VGGNet) and the "
+              "course notes 'Convolutional Neural Networks' (case study VGGNet)",
     "lecture": "Week 5 lecture 'Advanced CNN Architectures' (Korean slides, sections 5.1-5.7)",
     "design": "course targets (the parameter counts every course model reproduces, "
               "checked by the course's tests)",
@@ -131,54 +98,41 @@ class InceptionRow:
     ops_m: float | None = None
 
 
+_SHORT = {  # SOURCES key -> the short name that starts every source string
+    "lecun1998": "LeCun et al. 1998", "krizhevsky2012": "Krizhevsky et al. 2012",
+    "simonyan2015": "Simonyan & Zisserman 2015 (VGG)",
+    "szegedy2015": "Szegedy et al. 2015 (GoogLeNet)", "he2016": "He et al. 2016 (ResNet)",
+    "huang2017": "Huang et al. 2017 (DenseNet)", "russakovsky2015": "Russakovsky et al. 2015",
+    "torchvision": "torchvision weights metadata", "cs231n": "CS231n", "lecture": "Lecture",
+    "design": "course targets",
+}
+
+
 def _src(key: str, where: str) -> str:
     """'Author year, Table N' style source string built from SOURCES keys."""
-    short = {
-        "lecun1998": "LeCun et al. 1998",
-        "krizhevsky2012": "Krizhevsky et al. 2012",
-        "simonyan2015": "Simonyan & Zisserman 2015 (VGG)",
-        "szegedy2015": "Szegedy et al. 2015 (GoogLeNet)",
-        "he2016": "He et al. 2016 (ResNet)",
-        "huang2017": "Huang et al. 2017 (DenseNet)",
-        "russakovsky2015": "Russakovsky et al. 2015",
-        "torchvision": "torchvision weights metadata",
-        "cs231n": "CS231n",
-        "lecture": "Lecture",
-        "design": "course targets",
-    }[key]
-    return f"{short}, {where}" if where else short
+    return f"{_SHORT[key]}, {where}" if where else _SHORT[key]
 
 
 # --------------------------------------------------------------------------- architectures
-ARCHITECTURES: dict[str, Architecture] = {
-    "lenet5": Architecture("LeNet-5", 1998, 5, "lecun1998", note="3 conv + 2 fully connected"),
-    "alexnet": Architecture(
-        "AlexNet", 2012, 8, "krizhevsky2012", "1st 2012", "5 conv + 3 fully connected"
-    ),
-    "vgg11": Architecture("VGG-11 (A)", 2014, 11, "simonyan2015", note="8 conv + 3 FC"),
-    "vgg13": Architecture("VGG-13 (B)", 2014, 13, "simonyan2015", note="10 conv + 3 FC"),
-    "vgg16": Architecture(
-        "VGG-16 (D)", 2014, 16, "simonyan2015", "2nd 2014", "13 conv + 3 fully connected"
-    ),
-    "vgg19": Architecture(
-        "VGG-19 (E)", 2014, 19, "simonyan2015", "2nd 2014", "16 conv + 3 fully connected"
-    ),
-    "googlenet": Architecture(
-        "GoogLeNet", 2014, 22, "szegedy2015", "1st 2014",
-        "22 layers with parameters (27 counting pooling), Sec. 5",
-    ),
-    "resnet18": Architecture("ResNet-18", 2015, 18, "he2016"),
-    "resnet34": Architecture("ResNet-34", 2015, 34, "he2016"),
-    "resnet50": Architecture("ResNet-50", 2015, 50, "he2016"),
-    "resnet101": Architecture("ResNet-101", 2015, 101, "he2016"),
-    "resnet152": Architecture(
-        "ResNet-152", 2015, 152, "he2016", "1st 2015", "the ILSVRC 2015 ensemble used ResNets"
-    ),
-    "densenet121": Architecture("DenseNet-121", 2017, 121, "huang2017"),
-    "densenet169": Architecture("DenseNet-169", 2017, 169, "huang2017"),
-    "densenet201": Architecture("DenseNet-201", 2017, 201, "huang2017"),
-    "densenet264": Architecture("DenseNet-264", 2017, 264, "huang2017"),
-}
+# (key, name, year, depth, paper[, ilsvrc, note])
+ARCHITECTURES: dict[str, Architecture] = {key: Architecture(*row) for key, *row in [
+    ("lenet5", "LeNet-5", 1998, 5, "lecun1998", "", "3 conv + 2 fully connected"),
+    ("alexnet", "AlexNet", 2012, 8, "krizhevsky2012", "1st 2012", "5 conv + 3 fully connected"),
+    ("vgg11", "VGG-11 (A)", 2014, 11, "simonyan2015", "", "8 conv + 3 FC"),
+    ("vgg13", "VGG-13 (B)", 2014, 13, "simonyan2015", "", "10 conv + 3 FC"),
+    ("vgg16", "VGG-16 (D)", 2014, 16, "simonyan2015", "2nd 2014", "13 conv + 3 fully connected"),
+    ("vgg19", "VGG-19 (E)", 2014, 19, "simonyan2015", "2nd 2014", "16 conv + 3 fully connected"),
+    ("googlenet", "GoogLeNet", 2014, 22, "szegedy2015", "1st 2014",
+     "22 layers with parameters (27 counting pooling), Sec. 5"),
+    ("resnet18", "ResNet-18", 2015, 18, "he2016"), ("resnet34", "ResNet-34", 2015, 34, "he2016"),
+    ("resnet50", "ResNet-50", 2015, 50, "he2016"), ("resnet101", "ResNet-101", 2015, 101, "he2016"),
+    ("resnet152", "ResNet-152", 2015, 152, "he2016", "1st 2015",
+     "the ILSVRC 2015 ensemble used ResNets"),
+    ("densenet121", "DenseNet-121", 2017, 121, "huang2017"),
+    ("densenet169", "DenseNet-169", 2017, 169, "huang2017"),
+    ("densenet201", "DenseNet-201", 2017, 201, "huang2017"),
+    ("densenet264", "DenseNet-264", 2017, 264, "huang2017"),
+]}
 
 # The seven architectures of the closing comparison (notebook 07).
 COMPARISON_MODELS: tuple[str, ...] = (
@@ -187,58 +141,40 @@ COMPARISON_MODELS: tuple[str, ...] = (
 
 # --------------------------------------------------------------------------- parameters
 _D = _src("design", "")
-PARAMS: dict[str, Figure] = {
-    "lenet5": Figure(
-        61_706, _D,
-        "C3 fully connected to S2 and a linear output layer; the paper's partial C3 table and "
-        "RBF output give 60,000 trainable parameters (LENET5_LAYER_PARAMS)",
-    ),
-    "alexnet": Figure(62_378_344, _D, "one tower, 227x227 input, layer sizes of Krizhevsky 2012"),
-    "alexnet_groups2": Figure(
-        60_965_224, _D, "the paper's two-GPU split (groups=2 in conv2, conv4, conv5)"
-    ),
-    "vgg11": Figure(132_863_336, _D, "= torchvision"),
-    "vgg13": Figure(133_047_848, _D, "= torchvision"),
-    "vgg16": Figure(138_357_544, _D, "= torchvision"),
-    "vgg19": Figure(143_667_240, _D, "= torchvision"),
-    "vgg11_bn": Figure(132_868_840, _D, "= torchvision"),
-    "vgg13_bn": Figure(133_053_736, _D, "= torchvision"),
-    "vgg16_bn": Figure(138_365_992, _D, "= torchvision"),
-    "vgg19_bn": Figure(143_678_248, _D, "= torchvision"),
-    "googlenet": Figure(6_998_552, _D, "Table 1 widths, no batch norm, auxiliary heads off"),
-    "googlenet_aux": Figure(
-        13_378_280, _D, "with the two auxiliary classifiers: the lecture's '13M'"
-    ),
-    "resnet18": Figure(11_689_512, _D, "= torchvision"),
-    "resnet34": Figure(21_797_672, _D, "= torchvision"),
-    "resnet50": Figure(25_557_032, _D, "= torchvision (stride placement does not change it)"),
-    "resnet101": Figure(44_549_160, _D, "= torchvision"),
-    "resnet152": Figure(60_192_808, _D, "= torchvision"),
-    "densenet121": Figure(7_978_856, _D, "= torchvision"),
-    "densenet169": Figure(14_149_480, _D, "= torchvision"),
-    "densenet201": Figure(20_013_928, _D, "= torchvision"),
-    "densenet264": Figure(33_337_704, _D, "torchvision's construction with blocks (6, 12, 64, 48)"),
-}
+PARAMS: dict[str, Figure] = {key: Figure(value, _D, note) for key, value, note in [
+    ("lenet5", 61_706, "C3 fully connected to S2 and a linear output layer; the paper's partial "
+     "C3 table and RBF output give 60,000 trainable parameters (LENET5_LAYER_PARAMS)"),
+    ("alexnet", 62_378_344, "one tower, 227x227 input, layer sizes of Krizhevsky 2012"),
+    ("alexnet_groups2", 60_965_224, "the paper's two-GPU split (groups=2 in conv2, conv4, conv5)"),
+    ("vgg11", 132_863_336, "= torchvision"), ("vgg13", 133_047_848, "= torchvision"),
+    ("vgg16", 138_357_544, "= torchvision"), ("vgg19", 143_667_240, "= torchvision"),
+    ("vgg11_bn", 132_868_840, "= torchvision"), ("vgg13_bn", 133_053_736, "= torchvision"),
+    ("vgg16_bn", 138_365_992, "= torchvision"), ("vgg19_bn", 143_678_248, "= torchvision"),
+    ("googlenet", 6_998_552, "Table 1 widths, no batch norm, auxiliary heads off"),
+    ("googlenet_aux", 13_378_280, "with the two auxiliary classifiers: the lecture's '13M'"),
+    ("resnet18", 11_689_512, "= torchvision"), ("resnet34", 21_797_672, "= torchvision"),
+    ("resnet50", 25_557_032, "= torchvision (stride placement does not change it)"),
+    ("resnet101", 44_549_160, "= torchvision"), ("resnet152", 60_192_808, "= torchvision"),
+    ("densenet121", 7_978_856, "= torchvision"), ("densenet169", 14_149_480, "= torchvision"),
+    ("densenet201", 20_013_928, "= torchvision"),
+    ("densenet264", 33_337_704, "torchvision's construction with blocks (6, 12, 64, 48)"),
+]}
 
 # Trainable parameters per layer as LeNet-5's paper lists them (Sec. II-B). They add up to
 # exactly 60,000; the output layer's RBF parameter vectors were fixed, not learned.
 LENET5_LAYER_PARAMS: dict[str, Figure] = {
-    name: Figure(value, _src("lecun1998", "Sec. II-B"), note)
-    for name, value, note in [
+    name: Figure(value, _src("lecun1998", "Sec. II-B"), note) for name, value, note in [
         ("C1", 156, "6 maps of 5x5 weights + bias"),
         ("S2", 12, "one coefficient and one bias per map"),
         ("C3", 1_516, "partial connection table (Table I)"),
         ("S4", 32, "one coefficient and one bias per map"),
         ("C5", 48_120, "120 maps fully connected to S4's 16 maps"),
         ("F6", 10_164, "84 units"),
-    ]
-}
+    ]}
 
 PAPER_PARAMS: dict[str, Figure] = {
-    "lenet5": Figure(
-        60_000, _src("lecun1998", "Sec. II-B (sum of the per-layer counts)"),
-        "the lecture says about 60 thousand",
-    ),
+    "lenet5": Figure(60_000, _src("lecun1998", "Sec. II-B (sum of the per-layer counts)"),
+                     "the lecture says about 60 thousand"),
     "alexnet": Figure(60_000_000, _src("krizhevsky2012", "abstract ('60 million parameters')")),
     "vgg11": Figure(133_000_000, _src("simonyan2015", "Table 2 (A, A-LRN: 133 M)")),
     "vgg11_lrn": Figure(133_000_000, _src("simonyan2015", "Table 2 (A-LRN: 133 M)")),
@@ -253,11 +189,8 @@ _RESNET_T1 = _src("he2016", "Table 1 (FLOPs = multiply-adds, Sec. 3.3)")
 MACS: dict[str, Figure] = {
     "resnet18": Figure(1.8e9, _RESNET_T1),
     "resnet34": Figure(3.6e9, _RESNET_T1),
-    "resnet50": Figure(
-        3.8e9, _RESNET_T1,
-        "stride 2 in the first 1x1 conv of a bottleneck; torchvision's stride in the 3x3 "
-        "gives 4.09 G (TORCHVISION)",
-    ),
+    "resnet50": Figure(3.8e9, _RESNET_T1, "stride 2 in the first 1x1 conv of a bottleneck; "
+                       "torchvision's stride in the 3x3 gives 4.09 G (TORCHVISION)"),
     "resnet101": Figure(7.6e9, _RESNET_T1),
     "resnet152": Figure(11.3e9, _RESNET_T1),
     "plain34": Figure(3.6e9, _src("he2016", "Sec. 3.3 (the 34-layer plain baseline)")),
@@ -265,55 +198,51 @@ MACS: dict[str, Figure] = {
     "vgg19": Figure(19.6e9, _src("he2016", "Sec. 3.3 (VGG-19: 19.6 billion FLOPs)")),
     "googlenet": Figure(
         1.5e9, _src("szegedy2015", "Sec. 1 (a budget of 1.5 billion multiply-adds)"),
-        "a design budget, not a measurement; Table 1's ops column adds up to about 1.5 G",
-    ),
+        "a design budget, not a measurement; Table 1's ops column adds up to about 1.5 G"),
 }
 
 # --------------------------------------------------------------------------- GoogLeNet
-_T1 = _src("szegedy2015", "Table 1")
+def _inception(name: str, output: tuple[int, int, int], *columns: float) -> InceptionRow:
+    """An inception row (depth 2): #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj,
+    params (K), ops (M)."""
+    return InceptionRow(name, "inception", "", output, 2, *columns)
+
+
 GOOGLENET_TABLE1: list[InceptionRow] = [
     InceptionRow("conv1", "convolution", "7x7/2", (112, 112, 64), 1, params_k=2.7, ops_m=34),
     InceptionRow("maxpool1", "max pool", "3x3/2", (56, 56, 64), 0),
-    InceptionRow(
-        "conv2", "convolution", "3x3/1", (56, 56, 192), 2,
-        n3x3_reduce=64, n3x3=192, params_k=112, ops_m=360,
-    ),
+    InceptionRow("conv2", "convolution", "3x3/1", (56, 56, 192), 2, n3x3_reduce=64, n3x3=192,
+                 params_k=112, ops_m=360),
     InceptionRow("maxpool2", "max pool", "3x3/2", (28, 28, 192), 0),
-    InceptionRow("inception3a", "inception", "", (28, 28, 256), 2, 64, 96, 128, 16, 32, 32, 159, 128),
-    InceptionRow("inception3b", "inception", "", (28, 28, 480), 2, 128, 128, 192, 32, 96, 64, 380, 304),
+    _inception("inception3a", (28, 28, 256), 64, 96, 128, 16, 32, 32, 159, 128),
+    _inception("inception3b", (28, 28, 480), 128, 128, 192, 32, 96, 64, 380, 304),
     InceptionRow("maxpool3", "max pool", "3x3/2", (14, 14, 480), 0),
-    InceptionRow("inception4a", "inception", "", (14, 14, 512), 2, 192, 96, 208, 16, 48, 64, 364, 73),
-    InceptionRow("inception4b", "inception", "", (14, 14, 512), 2, 160, 112, 224, 24, 64, 64, 437, 88),
-    InceptionRow("inception4c", "inception", "", (14, 14, 512), 2, 128, 128, 256, 24, 64, 64, 463, 100),
-    InceptionRow("inception4d", "inception", "", (14, 14, 528), 2, 112, 144, 288, 32, 64, 64, 580, 119),
-    InceptionRow("inception4e", "inception", "", (14, 14, 832), 2, 256, 160, 320, 32, 128, 128, 840, 170),
+    _inception("inception4a", (14, 14, 512), 192, 96, 208, 16, 48, 64, 364, 73),
+    _inception("inception4b", (14, 14, 512), 160, 112, 224, 24, 64, 64, 437, 88),
+    _inception("inception4c", (14, 14, 512), 128, 128, 256, 24, 64, 64, 463, 100),
+    _inception("inception4d", (14, 14, 528), 112, 144, 288, 32, 64, 64, 580, 119),
+    _inception("inception4e", (14, 14, 832), 256, 160, 320, 32, 128, 128, 840, 170),
     InceptionRow("maxpool4", "max pool", "3x3/2", (7, 7, 832), 0),
-    InceptionRow("inception5a", "inception", "", (7, 7, 832), 2, 256, 160, 320, 32, 128, 128, 1072, 54),
-    InceptionRow("inception5b", "inception", "", (7, 7, 1024), 2, 384, 192, 384, 48, 128, 128, 1388, 71),
+    _inception("inception5a", (7, 7, 832), 256, 160, 320, 32, 128, 128, 1072, 54),
+    _inception("inception5b", (7, 7, 1024), 384, 192, 384, 48, 128, 128, 1388, 71),
     InceptionRow("avgpool", "avg pool", "7x7/1", (1, 1, 1024), 0),
     InceptionRow("dropout", "dropout (40%)", "", (1, 1, 1024), 0),
     InceptionRow("fc", "linear", "", (1, 1, 1000), 1, params_k=1000, ops_m=1),
     InceptionRow("softmax", "softmax", "", (1, 1, 1000), 0),
 ]
-GOOGLENET_TABLE1_SOURCE = _T1
+GOOGLENET_TABLE1_SOURCE = _src("szegedy2015", "Table 1")
 
 # Where the printed table disagrees with its own branch widths (computed by analysis.py):
 GOOGLENET_TABLE1_NOTES: dict[str, str] = {
-    "inception5a": (
-        "The paper prints 54M ops and 1072K params; the listed widths (256, 160, 320, 32, 128, "
-        "128 on a 7x7x832 input) give 51.1M MACs and 1,042,432 weights. The printed pair is "
-        "self-consistent (54M ~ 49 x 1072K x 1024), so the discrepancy is in the table."
-    ),
-    "conv1": (
-        "The paper prints 2.7K params and 34M ops; a 7x7 convolution from 3 to 64 channels has "
-        "9,408 weights and 118M MACs at 112x112. The printed pair is self-consistent (34M = "
-        "112 x 112 x 2.7K) but cannot be reproduced from the layer's shape: even without the "
-        "three input channels, 7 x 7 x 64 = 3,136 weights, not 2.7K."
-    ),
-    "params": (
-        "The params column uses K = 1024 (3a: 163,328 weights = 159.5K); some rows (4c: "
-        "509,440 = 497.5K vs 463K printed) do not match their widths."
-    ),
+    "inception5a": "The paper prints 54M ops and 1072K params; the listed widths (256, 160, 320, "
+    "32, 128, 128 on a 7x7x832 input) give 51.1M MACs and 1,042,432 weights. The printed pair "
+    "is self-consistent (54M ~ 49 x 1072K x 1024), so the discrepancy is in the table.",
+    "conv1": "The paper prints 2.7K params and 34M ops; a 7x7 convolution from 3 to 64 channels "
+    "has 9,408 weights and 118M MACs at 112x112. The printed pair is self-consistent (34M = "
+    "112 x 112 x 2.7K) but cannot be reproduced from the layer's shape: even without the "
+    "three input channels, 7 x 7 x 64 = 3,136 weights, not 2.7K.",
+    "params": "The params column uses K = 1024 (3a: 163,328 weights = 159.5K); some rows (4c: "
+    "509,440 = 497.5K vs 463K printed) do not match their widths.",
 }
 
 
@@ -326,9 +255,12 @@ def googlenet_table1(name: str) -> InceptionRow:
 
 
 # --------------------------------------------------------------------------- ImageNet errors
+_AX1 = _src("krizhevsky2012", "Table 1 (ILSVRC-2010)")
 _AX2 = _src("krizhevsky2012", "Table 2 (ILSVRC-2012)")
 _VGG3 = _src("simonyan2015", "Table 3 (single test scale Q=384, trained with S in [256;512])")
+_VGG4 = _src("simonyan2015", "Table 4")
 _VGG5 = _src("simonyan2015", "Table 5 (scales 256/384/512, multi-crop & dense)")
+_VGG5M = _src("simonyan2015", "Table 5 (multi-crop)")
 _VGG7 = _src("simonyan2015", "Table 7")
 _GN2 = _src("szegedy2015", "Table 2 (ILSVRC 2014 classification results)")
 _GN3 = _src("szegedy2015", "Table 3")
@@ -340,8 +272,7 @@ _DN3 = _src("huang2017", "Table 3 (single-crop / 10-crop)")
 
 IMAGENET_ERRORS: list[ErrorRate] = [
     # AlexNet, ILSVRC-2010 test set (Table 1) and ILSVRC-2012 (Table 2)
-    ErrorRate("alexnet", 37.5, 17.0, "test", "ILSVRC-2010 test set, 1 CNN",
-              _src("krizhevsky2012", "Table 1 (ILSVRC-2010)")),
+    ErrorRate("alexnet", 37.5, 17.0, "test", "ILSVRC-2010 test set, 1 CNN", _AX1),
     ErrorRate("alexnet", 40.7, 18.2, "val", "1 CNN", _AX2),
     ErrorRate("alexnet", 38.1, 16.4, "val", "average of 5 CNNs (16.4% on test too)", _AX2, False),
     ErrorRate("alexnet", 36.7, 15.4, "val", "7 CNNs, two pre-trained on ImageNet Fall 2011",
@@ -350,17 +281,14 @@ IMAGENET_ERRORS: list[ErrorRate] = [
               "(the winning entry)", _AX2, False),
     ErrorRate("SIFT + FVs", None, 26.2, "test", "second-best ILSVRC-2012 entry", _AX2, False),
     # VGG (configurations D = VGG-16, E = VGG-19)
-    ErrorRate("vgg11", 29.6, 10.4, "val", "config A, S=256, Q=256", _src("simonyan2015", "Table 3")),
+    ErrorRate("vgg11", 29.6, 10.4, "val", "config A, S=256, Q=256",
+              _src("simonyan2015", "Table 3")),
     ErrorRate("vgg16", 25.6, 8.1, "val", "config D, single scale", _VGG3),
     ErrorRate("vgg19", 25.5, 8.0, "val", "config E, single scale", _VGG3),
-    ErrorRate("vgg16", 24.8, 7.5, "val", "config D, test scales 256/384/512",
-              _src("simonyan2015", "Table 4")),
-    ErrorRate("vgg19", 24.8, 7.5, "val", "config E, test scales 256/384/512",
-              _src("simonyan2015", "Table 4")),
-    ErrorRate("vgg16", 24.6, 7.5, "val", "config D, multi-crop",
-              _src("simonyan2015", "Table 5 (multi-crop)")),
-    ErrorRate("vgg19", 24.6, 7.4, "val", "config E, multi-crop",
-              _src("simonyan2015", "Table 5 (multi-crop)")),
+    ErrorRate("vgg16", 24.8, 7.5, "val", "config D, test scales 256/384/512", _VGG4),
+    ErrorRate("vgg19", 24.8, 7.5, "val", "config E, test scales 256/384/512", _VGG4),
+    ErrorRate("vgg16", 24.6, 7.5, "val", "config D, multi-crop", _VGG5M),
+    ErrorRate("vgg19", 24.6, 7.4, "val", "config E, multi-crop", _VGG5M),
     ErrorRate("vgg16", 24.4, 7.2, "val", "config D, multi-crop & dense", _VGG5),
     ErrorRate("vgg19", 24.4, 7.1, "val", "config E, multi-crop & dense", _VGG5),
     ErrorRate("vgg", 24.4, 7.0, "test", "best single net, multi-crop & dense (7.1% top-5 val)",
@@ -402,19 +330,11 @@ IMAGENET_ERRORS: list[ErrorRate] = [
 # One representative single-model figure per architecture for comparison tables: the
 # paper's own headline protocol (they differ between papers; the `setting` says which).
 HEADLINE_SETTING: dict[str, str] = {
-    "alexnet": "1 CNN",
-    "vgg16": "config D, multi-crop & dense",
-    "vgg19": "config E, multi-crop & dense",
-    "googlenet": "1 model, 144 crops",
-    "resnet18": "10 crops",
-    "resnet34": "option B, multi-scale",
-    "resnet50": "multi-scale",
-    "resnet101": "multi-scale",
-    "resnet152": "multi-scale",
-    "densenet121": "single crop",
-    "densenet169": "single crop",
-    "densenet201": "single crop",
-    "densenet264": "single crop",
+    "alexnet": "1 CNN", "vgg16": "config D, multi-crop & dense",
+    "vgg19": "config E, multi-crop & dense", "googlenet": "1 model, 144 crops",
+    "resnet18": "10 crops", "resnet34": "option B, multi-scale", "resnet50": "multi-scale",
+    "resnet101": "multi-scale", "resnet152": "multi-scale", "densenet121": "single crop",
+    "densenet169": "single crop", "densenet201": "single crop", "densenet264": "single crop",
 }
 
 # --------------------------------------------------------------------------- ILSVRC
@@ -436,37 +356,35 @@ ILSVRC_RUNNERS_UP: list[dict[str, Any]] = [
 ]
 HUMAN_TOP5 = Figure(
     5.1, _src("russakovsky2015", "human vs. machine comparison (trained annotator)"),
-    "the figure CS231n's ILSVRC chart shows beside the winners",
-)
+    "the figure CS231n's ILSVRC chart shows beside the winners")
 
 # --------------------------------------------------------------------------- CIFAR, MNIST
 _RN6 = _src("he2016", "Table 6 (CIFAR-10 test error)")
 _DN2 = _src("huang2017", "Table 2 (C10+ = standard augmentation)")
+
+
+def _cifar(model: str, params: float, error: float, source: str, augment: bool = True,
+           **note: str) -> dict[str, Any]:
+    return {"model": model, "params": params, "error": error, "augment": augment,
+            "source": source, **note}
+
+
 CIFAR10_ERRORS: list[dict[str, Any]] = [
-    {"model": "ResNet-20", "params": 0.27e6, "error": 8.75, "augment": True, "source": _RN6},
-    {"model": "ResNet-32", "params": 0.46e6, "error": 7.51, "augment": True, "source": _RN6},
-    {"model": "ResNet-44", "params": 0.66e6, "error": 7.17, "augment": True, "source": _RN6},
-    {"model": "ResNet-56", "params": 0.85e6, "error": 6.97, "augment": True, "source": _RN6},
-    {"model": "ResNet-110", "params": 1.7e6, "error": 6.43, "augment": True, "source": _RN6,
-     "note": "best of 5 runs; mean 6.61 +- 0.16"},
-    {"model": "ResNet-1202", "params": 19.4e6, "error": 7.93, "augment": True, "source": _RN6},
-    {"model": "DenseNet (L=40, k=12)", "params": 1.0e6, "error": 5.24, "augment": True,
-     "source": _DN2},
-    {"model": "DenseNet (L=40, k=12)", "params": 1.0e6, "error": 7.00, "augment": False,
-     "source": _DN2},
-    {"model": "DenseNet-BC (L=100, k=12)", "params": 0.8e6, "error": 4.51, "augment": True,
-     "source": _DN2},
-    {"model": "DenseNet-BC (L=250, k=24)", "params": 15.3e6, "error": 3.62, "augment": True,
-     "source": _DN2},
-    {"model": "DenseNet-BC (L=190, k=40)", "params": 25.6e6, "error": 3.46, "augment": True,
-     "source": _DN2},
+    _cifar("ResNet-20", 0.27e6, 8.75, _RN6), _cifar("ResNet-32", 0.46e6, 7.51, _RN6),
+    _cifar("ResNet-44", 0.66e6, 7.17, _RN6), _cifar("ResNet-56", 0.85e6, 6.97, _RN6),
+    _cifar("ResNet-110", 1.7e6, 6.43, _RN6, note="best of 5 runs; mean 6.61 +- 0.16"),
+    _cifar("ResNet-1202", 19.4e6, 7.93, _RN6),
+    _cifar("DenseNet (L=40, k=12)", 1.0e6, 5.24, _DN2),
+    _cifar("DenseNet (L=40, k=12)", 1.0e6, 7.00, _DN2, augment=False),
+    _cifar("DenseNet-BC (L=100, k=12)", 0.8e6, 4.51, _DN2),
+    _cifar("DenseNet-BC (L=250, k=24)", 15.3e6, 3.62, _DN2),
+    _cifar("DenseNet-BC (L=190, k=40)", 25.6e6, 3.46, _DN2),
 ]
 
 MNIST_ERRORS: dict[str, Figure] = {
     "lenet5": Figure(0.95, _src("lecun1998", "Sec. III-B, Fig. 9 (MNIST test error, %)")),
     "lenet5_distortions": Figure(
-        0.8, _src("lecun1998", "Sec. III-B, Fig. 9 (training set with artificial distortions)")
-    ),
+        0.8, _src("lecun1998", "Sec. III-B, Fig. 9 (training set with artificial distortions)")),
 }
 
 # LeNet-5's global learning rate by pass over the data, as (number of passes, rate); None means
@@ -478,7 +396,6 @@ LENET5_PAPER_LR_SOURCE = _src("lecun1998", "Sec. IV-A 'Results'")
 # --------------------------------------------------------------------------- torchvision
 # torchvision's single-crop (224, resize 256) ImageNet-1K validation accuracy of its own
 # implementations, and its "GFLOPS" column, which counts multiply-adds (= our count_macs).
-_TV = _src("torchvision", "IMAGENET1K_V1")
 TORCHVISION: dict[str, dict[str, float]] = {
     "alexnet": {"acc1": 56.522, "acc5": 79.066, "gmacs": 0.714, "params": 61_100_840},
     "vgg11": {"acc1": 69.020, "acc5": 88.628, "gmacs": 7.609, "params": 132_863_336},
@@ -499,7 +416,7 @@ TORCHVISION: dict[str, dict[str, float]] = {
     "densenet169": {"acc1": 75.600, "acc5": 92.806, "gmacs": 3.360, "params": 14_149_480},
     "densenet201": {"acc1": 76.896, "acc5": 93.370, "gmacs": 4.291, "params": 20_013_928},
 }
-TORCHVISION_SOURCE = _TV
+TORCHVISION_SOURCE = _src("torchvision", "IMAGENET1K_V1")
 TORCHVISION_NOTES: dict[str, str] = {
     "alexnet": "torchvision's AlexNet follows the 'one weird trick' variant (64-192-384-256-256 "
     "filters, 224 input), not the 2012 paper's layer sizes",
@@ -515,86 +432,58 @@ CS231N_VGG16: dict[str, Figure] = {
     "activations": Figure(
         24e6, _src("cs231n", "Lecture 9, VGGNet slide ('TOTAL memory: 24M * 4 bytes')"),
         "the slide's own per-layer rows (input, 13 conv, 5 pool, 3 FC outputs) add up to "
-        "15,237,608 values, about 15.2 M, not 24 M",
-    ),
+        "15,237,608 values, about 15.2 M, not 24 M"),
     "memory_bytes": Figure(
         96e6, _src("cs231n", "Lecture 9, VGGNet slide ('~= 96MB / image (only forward!)')"),
         "24 M x 4 bytes; the course notes print ~= 93MB for the same product; the rows give "
-        "about 61 MB (x2 for the backward pass)",
-    ),
-    "params": Figure(
-        138e6, _src("cs231n", "Lecture 9, VGGNet slide ('TOTAL params: 138M')"),
-        "the rows count weights without biases: 138,344,128; with biases 138,357,544",
-    ),
+        "about 61 MB (x2 for the backward pass)"),
+    "params": Figure(138e6, _src("cs231n", "Lecture 9, VGGNet slide ('TOTAL params: 138M')"),
+                     "the rows count weights without biases: 138,344,128; with biases 138,357,544"),
 }
 
 # --------------------------------------------------------------------------- the lecture
-LECTURE: dict[str, Figure] = {
-    "lenet5_params": Figure(60_000, _src("lecture", "5.3 ('6만여 개')"),
-                            "= PAPER_PARAMS['lenet5']"),
-    "alexnet_params": Figure(60_000_000, _src("lecture", "5.3 ('6천만 개')"),
-                             "= PAPER_PARAMS['alexnet']; the paper also gives 650,000 neurons"),
-    "alexnet_top5": Figure(15.3, _src("lecture", "5.3.5"),
-                           "ILSVRC-2012 test, 7-CNN ensemble (Krizhevsky 2012, Table 2)"),
-    "alexnet_runner_up_top5": Figure(
-        26.2, _src("lecture", "5.3.5"),
-        "the lecture calls 26.2% a gap to the runner-up; in Krizhevsky 2012 (Table 2) 26.2% "
-        "is the second-best entry's own top-5 test error (a gap of 10.9 points)",
-    ),
-    "vgg16_params": Figure(138_000_000, _src("lecture", "5.4.2"), "= VGG Table 2 (D)"),
-    "vgg19_params": Figure(144_000_000, _src("lecture", "5.4.2"), "= VGG Table 2 (E)"),
-    "vgg16_top5": Figure(
-        8.1, _src("lecture", "5.4.4"),
-        "VGG Table 3: config D (VGG-16), scale jittering S in [256;512], single test scale "
-        "Q=384, validation set",
-    ),
-    "vgg19_top5": Figure(
-        7.4, _src("lecture", "5.4.4"),
-        "VGG Table 5: config E (VGG-19), multi-crop evaluation, validation set. Not the same "
-        "protocol as the 8.1%: like for like, D and E differ by 0.1 (Table 3: 8.1 vs 8.0; "
-        "Table 5: 7.5 vs 7.4)",
-    ),
-    "googlenet_params": Figure(
-        13_000_000, _src("lecture", "5.5"),
-        "counts the two auxiliary classifiers (PARAMS['googlenet_aux']); without them 7.0 M",
-    ),
-    "googlenet_top5": Figure(6.67, _src("lecture", "5.5.7"), "ILSVRC 2014 winning entry, "
-                             "7 models x 144 crops (GoogLeNet Tables 2 and 3)"),
-    "inception_naive_macs": Figure(
-        163_840_000, _src("lecture", "5.5.3"),
-        "(32x32x200) x (5x5x32): a 5x5 conv with 32 filters on a 32x32x200 input",
-    ),
-    "inception_bottleneck_macs": Figure(
-        16_384_000, _src("lecture", "5.5.3.1"),
-        "(32x32x200) x (1x1x16) + (32x32x16) x (5x5x32) = 3,276,800 + 13,107,200",
-    ),
-    "resnet_single_top5": Figure(
-        4.49, _src("lecture", "5.6.5"),
-        "the lecture writes 'ResNet-512'; 4.49% is ResNet-152's single-model top-5 "
-        "validation error (He et al., Table 4)",
-    ),
-    "resnet_ensemble_top5": Figure(3.57, _src("lecture", "5.6.5"),
-                                   "ILSVRC 2015 winning ensemble (He et al., Table 5)"),
-    "resnet50_macs": Figure(3.8e9, _src("lecture", "5.6.3 (ResNet Table 1)"), "= MACS['resnet50']"),
-}
+LECTURE: dict[str, Figure] = {key: Figure(value, _src("lecture", where), note)
+                              for key, value, where, note in [
+    ("lenet5_params", 60_000, "5.3 ('6만여 개')", "= PAPER_PARAMS['lenet5']"),
+    ("alexnet_params", 60_000_000, "5.3 ('6천만 개')",
+     "= PAPER_PARAMS['alexnet']; the paper also gives 650,000 neurons"),
+    ("alexnet_top5", 15.3, "5.3.5", "ILSVRC-2012 test, 7-CNN ensemble (Krizhevsky 2012, Table 2)"),
+    ("alexnet_runner_up_top5", 26.2, "5.3.5", "the lecture calls 26.2% a gap to the runner-up; in "
+     "Krizhevsky 2012 (Table 2) 26.2% is the second-best entry's own top-5 test error (a gap of "
+     "10.9 points)"),
+    ("vgg16_params", 138_000_000, "5.4.2", "= VGG Table 2 (D)"),
+    ("vgg19_params", 144_000_000, "5.4.2", "= VGG Table 2 (E)"),
+    ("vgg16_top5", 8.1, "5.4.4", "VGG Table 3: config D (VGG-16), scale jittering S in "
+     "[256;512], single test scale Q=384, validation set"),
+    ("vgg19_top5", 7.4, "5.4.4", "VGG Table 5: config E (VGG-19), multi-crop evaluation, "
+     "validation set. Not the same protocol as the 8.1%: like for like, D and E differ by 0.1 "
+     "(Table 3: 8.1 vs 8.0; Table 5: 7.5 vs 7.4)"),
+    ("googlenet_params", 13_000_000, "5.5", "counts the two auxiliary classifiers "
+     "(PARAMS['googlenet_aux']); without them 7.0 M"),
+    ("googlenet_top5", 6.67, "5.5.7",
+     "ILSVRC 2014 winning entry, 7 models x 144 crops (GoogLeNet Tables 2 and 3)"),
+    ("inception_naive_macs", 163_840_000, "5.5.3",
+     "(32x32x200) x (5x5x32): a 5x5 conv with 32 filters on a 32x32x200 input"),
+    ("inception_bottleneck_macs", 16_384_000, "5.5.3.1",
+     "(32x32x200) x (1x1x16) + (32x32x16) x (5x5x32) = 3,276,800 + 13,107,200"),
+    ("resnet_single_top5", 4.49, "5.6.5", "the lecture writes 'ResNet-512'; 4.49% is "
+     "ResNet-152's single-model top-5 validation error (He et al., Table 4)"),
+    ("resnet_ensemble_top5", 3.57, "5.6.5", "ILSVRC 2015 winning ensemble (He et al., Table 5)"),
+    ("resnet50_macs", 3.8e9, "5.6.3 (ResNet Table 1)", "= MACS['resnet50']"),
+]}
 
 
 # --------------------------------------------------------------------------- helpers
 def errors_for(model: str, *, single_model: bool | None = None) -> list[ErrorRate]:
     """All ImageNet error rates recorded for ``model`` (a registry name like ``"vgg16"``)."""
-    return [
-        e for e in IMAGENET_ERRORS
-        if e.model == model and (single_model is None or e.single_model == single_model)
-    ]
+    return [e for e in IMAGENET_ERRORS
+            if e.model == model and (single_model is None or e.single_model == single_model)]
 
 
 def headline_error(model: str) -> ErrorRate | None:
     """The single-model figure chosen for comparison tables (see ``HEADLINE_SETTING``)."""
     setting = HEADLINE_SETTING.get(model)
-    for e in IMAGENET_ERRORS:
-        if e.model == model and e.setting == setting:
-            return e
-    return None
+    return next((e for e in IMAGENET_ERRORS if e.model == model and e.setting == setting), None)
 
 
 def summary_rows(models: tuple[str, ...] | list[str] = COMPARISON_MODELS) -> list[dict[str, Any]]:
@@ -605,32 +494,21 @@ def summary_rows(models: tuple[str, ...] | list[str] = COMPARISON_MODELS) -> lis
     """
     rows = []
     for m in models:
-        arch = ARCHITECTURES[m]
-        err = headline_error(m)
-        paper_params = PAPER_PARAMS.get(m)
-        macs = MACS.get(m)
-        rows.append(
-            {
-                "model": m,
-                "name": arch.name,
-                "year": arch.year,
-                "depth": arch.depth,
-                "paper_params": int(paper_params.value) if paper_params else None,
-                "paper_macs": int(macs.value) if macs else None,
-                "top1": err.top1 if err else None,
-                "top5": err.top5 if err else None,
-                "protocol": err.setting if err else None,
-                "source": err.source if err else None,
-            }
-        )
+        arch, err = ARCHITECTURES[m], headline_error(m)
+        paper_params, macs = PAPER_PARAMS.get(m), MACS.get(m)
+        rows.append({
+            "model": m, "name": arch.name, "year": arch.year, "depth": arch.depth,
+            "paper_params": int(paper_params.value) if paper_params else None,
+            "paper_macs": int(macs.value) if macs else None,
+            "top1": err.top1 if err else None, "top5": err.top5 if err else None,
+            "protocol": err.setting if err else None, "source": err.source if err else None,
+        })
     return rows
 
 
 def figure_source(fig: Figure | ErrorRate | InceptionRow) -> str:
     """The source string of any record here (GoogLeNet Table 1 rows share one)."""
-    if isinstance(fig, InceptionRow):
-        return GOOGLENET_TABLE1_SOURCE
-    return fig.source
+    return GOOGLENET_TABLE1_SOURCE if isinstance(fig, InceptionRow) else fig.source
 
 
 def as_dicts(records: list[Any]) -> list[dict[str, Any]]:

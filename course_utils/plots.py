@@ -1,15 +1,7 @@
-"""Pictures for the course notebooks (matplotlib; safe without a screen).
-
-Every function returns a ``matplotlib.figure.Figure``. Figures are created without pyplot,
-so nothing is drawn twice in a notebook and nothing is left open in a script: the returned
-figure is shown when it is the last expression of a cell (or with ``display(fig)``), saved
-with ``fig.savefig(path)``, or shown in a window with ``show=True``. Labels are in English
-(the default fonts have no Hangul).
-
-Learning curves: ``plot_history``, ``plot_seed_band``; images: ``show_images``,
-``show_filters``, ``show_feature_maps``; ``confusion_matrix`` (with ``confusion_counts``);
-layer by layer: ``plot_channels_and_size``, ``plot_receptive_field``, ``plot_per_layer``;
-``bubble_chart`` (accuracy against operations, bubble area = parameters).
+"""Pictures for the course notebooks (matplotlib; safe without a screen). Every function
+returns a ``Figure`` made without pyplot (nothing drawn twice in a notebook, nothing left open
+in a script): the last expression of a cell shows it, ``fig.savefig(path)`` saves it,
+``show=True`` opens a window. Labels are in English (the default fonts have no Hangul).
 """
 
 from __future__ import annotations
@@ -24,20 +16,9 @@ from matplotlib.figure import Figure
 
 from .analysis import receptive_fields
 
-__all__ = [
-    "plot_seed_band",
-    "bubble_chart",
-    "confusion_counts",
-    "confusion_matrix",
-    "confusion_matrix_plot",
-    "plot_channels_and_size",
-    "plot_history",
-    "plot_per_layer",
-    "plot_receptive_field",
-    "show_feature_maps",
-    "show_filters",
-    "show_images",
-]
+__all__ = ["plot_seed_band", "bubble_chart", "confusion_counts", "confusion_matrix",
+           "confusion_matrix_plot", "plot_channels_and_size", "plot_history", "plot_per_layer",
+           "plot_receptive_field", "show_feature_maps", "show_filters", "show_images"]
 
 
 # --------------------------------------------------------------------------- plumbing
@@ -45,12 +26,9 @@ _inline_ready = False
 
 
 def _enable_notebook_display() -> None:
-    """Make Jupyter draw our pyplot-free figures as images.
-
-    IPython registers the PNG formatter for ``matplotlib.figure.Figure`` only when the inline
-    backend is activated, which normally happens at the first *pyplot* figure; before that, a
-    figure returned by this module shows as ``<Figure size ...>`` text. Activate it once.
-    """
+    """Make Jupyter draw our pyplot-free figures as images: IPython registers the PNG formatter
+    for ``Figure`` only when the inline backend starts, normally at the first *pyplot* figure;
+    until then our figures show as ``<Figure size ...>`` text."""
     global _inline_ready
     if _inline_ready:
         return
@@ -75,7 +53,9 @@ def _new_figure(show: bool, **kwargs: Any) -> Figure:
     return Figure(**kwargs)
 
 
-def _finish(fig: Figure, show: bool) -> Figure:
+def _finish(fig: Figure, show: bool, suptitle: str | None = None) -> Figure:
+    if suptitle:
+        fig.suptitle(suptitle)
     if show:
         import matplotlib.pyplot as plt
 
@@ -84,9 +64,7 @@ def _finish(fig: Figure, show: bool) -> Figure:
 
 
 def _numpy(x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().float().cpu().numpy()
-    return np.asarray(x)
+    return x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
 def _grid(n: int, ncols: int) -> tuple[int, int]:
@@ -110,16 +88,14 @@ def _hwc(img: np.ndarray) -> tuple[np.ndarray, str | None]:
 
 
 # --------------------------------------------------------------------------- learning curves
-def _as_history_dict(h: Any) -> dict[str, Any]:
-    if hasattr(h, "to_dict"):
-        return h.to_dict()
-    if isinstance(h, Mapping) and ("steps" in h or "epochs" in h):
-        return dict(h)
-    raise TypeError(f"expected a History or its to_dict(), got {type(h).__name__}")
-
-
 def _is_single_history(h: Any) -> bool:
     return hasattr(h, "to_dict") or (isinstance(h, Mapping) and ("steps" in h or "epochs" in h))
+
+
+def _as_history_dict(h: Any) -> dict[str, Any]:
+    if not _is_single_history(h):
+        raise TypeError(f"expected a History or its to_dict(), got {type(h).__name__}")
+    return h.to_dict() if hasattr(h, "to_dict") else dict(h)
 
 
 def _percent(values: list[float]) -> list[float]:
@@ -127,30 +103,18 @@ def _percent(values: list[float]) -> list[float]:
     return [100.0 * v for v in values] if values and max(values) <= 1.0 else values
 
 
-def plot_history(
-    history: Any,
-    *,
-    title: str | None = None,
-    show: bool = False,
-    figsize: tuple[float, float] = (10, 3.8),
-) -> Figure:
-    """Loss (left) and accuracy (right) of one run or of several runs side by side.
-
-    Per-step training values (``history.steps``) are lines against the step number; per-epoch
-    test values (``history.epochs``) are markers at the last step of their epoch, so a one-
-    epoch homework still shows where the test accuracy landed. Without step records the x
-    axis is the epoch. Pass ``{label: history}`` to compare runs (e.g. tanh vs ReLU).
-    """
+def plot_history(history: Any, *, title: str | None = None, show: bool = False,
+                 figsize: tuple[float, float] = (10, 3.8)) -> Figure:
+    """Loss (left) and accuracy (right) of one run, or of ``{label: history}`` side by side:
+    per-step training values as lines, per-epoch test values as markers at the last step of
+    their epoch (or against the epoch, without step records)."""
     runs = {"": history} if _is_single_history(history) else dict(history)
     fig = _new_figure(show, figsize=figsize)
     ax_loss, ax_acc = fig.subplots(1, 2)
-    colors = [f"C{i}" for i in range(10)]
     use_steps = any(_as_history_dict(h).get("steps") for h in runs.values())
-
     for i, (label, h) in enumerate(runs.items()):
         data = _as_history_dict(h)
-        color = colors[i % len(colors)]
-        prefix = f"{label} " if label else ""
+        color, prefix = f"C{i % 10}", f"{label} " if label else ""
         steps, epochs = data.get("steps") or [], data.get("epochs") or []
         if use_steps and steps:
             xs = [s["step"] for s in steps]
@@ -160,16 +124,12 @@ def plot_history(
                 ax_acc.plot(xs, _percent([s["acc"] for s in steps]), color=color, lw=1,
                             label=f"{prefix}train (per step)")
         # x position of each epoch's summary: the last step of that epoch, or the epoch number
-        last_step = {}
-        for s in steps:
-            last_step[s.get("epoch")] = s["step"]
+        last_step = {s.get("epoch"): s["step"] for s in steps}
         ex = [last_step.get(e["epoch"], e["epoch"]) if use_steps else e["epoch"] for e in epochs]
-        for key, ax, marker, what in [
-            ("train_loss", ax_loss, "o", "train (epoch)"),
-            ("test_loss", ax_loss, "s", "test (epoch)"),
-            ("train_acc", ax_acc, "o", "train (epoch)"),
-            ("test_acc", ax_acc, "s", "test (epoch)"),
-        ]:
+        for key, ax, marker, what in [("train_loss", ax_loss, "o", "train (epoch)"),
+                                      ("test_loss", ax_loss, "s", "test (epoch)"),
+                                      ("train_acc", ax_acc, "o", "train (epoch)"),
+                                      ("test_acc", ax_acc, "s", "test (epoch)")]:
             if use_steps and steps and key.startswith("train"):
                 continue  # the per-step line already shows training
             pts = [(x, e[key]) for x, e in zip(ex, epochs, strict=True) if e.get(key) is not None]
@@ -177,9 +137,7 @@ def plot_history(
                 continue
             xs_, ys_ = zip(*pts, strict=True)
             ys_ = _percent(list(ys_)) if key.endswith("acc") else list(ys_)
-            ax.plot(xs_, ys_, marker=marker, ls="--", color=color, ms=6,
-                    label=f"{prefix}{what}")
-
+            ax.plot(xs_, ys_, marker=marker, ls="--", color=color, ms=6, label=f"{prefix}{what}")
     xlabel = "step" if use_steps else "epoch"
     ax_loss.set(xlabel=xlabel, ylabel="loss", title="Loss")
     ax_acc.set(xlabel=xlabel, ylabel="accuracy (%)", title="Accuracy")
@@ -187,24 +145,14 @@ def plot_history(
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small")
-    if title:
-        fig.suptitle(title)
-    return _finish(fig, show)
+    return _finish(fig, show, title)
 
 
-def plot_seed_band(
-    runs: dict[str, Sequence[Any]],
-    *,
-    key: str = "loss",
-    title: str | None = None,
-    ylabel: str | None = None,
-    show: bool = False,
-    figsize: tuple[float, float] = (7, 3.6),
-) -> Figure:
-    """Per-step training ``key`` of several seeds per run: the mean as a line, the range
-    over the seeds (min to max) as a shaded band. ``runs`` maps a label to the Histories
-    of the same run with different seeds, e.g. ``{"plain56": [h0, h1, h2], ...}``; two
-    bands that do not overlap differ by more than the seeds do."""
+def plot_seed_band(runs: dict[str, Sequence[Any]], *, key: str = "loss", title: str | None = None,
+                   ylabel: str | None = None, show: bool = False,
+                   figsize: tuple[float, float] = (7, 3.6)) -> Figure:
+    """Per-step training ``key`` of ``{label: [History per seed]}``: the mean as a line, min to
+    max as a band. Bands that do not overlap differ by more than the seeds do."""
     fig = _new_figure(show, figsize=figsize)
     ax = fig.subplots()
     for i, (label, histories) in enumerate(runs.items()):
@@ -226,30 +174,16 @@ def plot_seed_band(
 
 
 # --------------------------------------------------------------------------- images
-def show_images(
-    images: Any,
-    labels: Any = None,
-    classes: Sequence[str] | None = None,
-    *,
-    predictions: Any = None,
-    titles: Sequence[str] | None = None,
-    ncols: int = 8,
-    title: str | None = None,
-    show: bool = False,
-    size: float = 1.4,
-) -> Figure:
-    """A grid of images with their labels (and predictions: red when wrong).
-
-    ``images``: a tensor (N, C, H, W) / (N, H, W), or a list of such images. Values outside
-    [0, 1] (normalised inputs) are rescaled per image; use ``data.denormalize(x)`` first for
-    true colours. ``classes`` turns label indices into names. ``titles`` (one string per
-    image) replaces the label/prediction titles; ``title`` is the figure's title.
-    """
+def show_images(images: Any, labels: Any = None, classes: Sequence[str] | None = None, *,
+                predictions: Any = None, titles: Sequence[str] | None = None, ncols: int = 8,
+                title: str | None = None, show: bool = False, size: float = 1.4) -> Figure:
+    """A grid of images (N, C, H, W) / (N, H, W) with their labels (and predictions: red when
+    wrong), or ``titles``. Values outside [0, 1] are rescaled per image (``data.denormalize``
+    first for true colours); ``classes`` turns label indices into names."""
     imgs = [_numpy(im) for im in images]
-    n = len(imgs)
-    if n == 0:
+    if not imgs:
         raise ValueError("show_images needs at least one image")
-    nrows, ncols = _grid(n, ncols)
+    nrows, ncols = _grid(len(imgs), ncols)
     fig = _new_figure(show, figsize=(size * ncols, size * nrows + (0.4 if title else 0)))
     labels = None if labels is None else [int(v) for v in _numpy(labels).reshape(-1)]
     preds = None if predictions is None else [int(v) for v in _numpy(predictions).reshape(-1)]
@@ -272,17 +206,12 @@ def show_images(
             ax.set_title(name(labels[i]), fontsize=8)
         elif preds is not None:
             ax.set_title(name(preds[i]), fontsize=8)
-    if title:
-        fig.suptitle(title)
-    return _finish(fig, show)
+    return _finish(fig, show, title)
 
 
 def _mosaic(tiles: torch.Tensor, ncols: int, pad: int = 1) -> np.ndarray:
-    """(N, C, H, W) tiles (C = 1 or 3), each scaled to [0, 1] on its own, as one image.
-
-    The gaps between tiles are NaN for grey tiles (``imshow`` leaves them blank whatever the
-    colour map) and white for colour tiles.
-    """
+    """(N, C, H, W) tiles (C = 1 or 3), each scaled to [0, 1], as one image; the gaps are NaN
+    for grey tiles (blank whatever the colour map) and white for colour tiles."""
     t = tiles.detach().float().cpu().numpy()
     n, c, h, w = t.shape
     nrows = math.ceil(n / ncols)
@@ -290,29 +219,17 @@ def _mosaic(tiles: torch.Tensor, ncols: int, pad: int = 1) -> np.ndarray:
     out = np.full((c, nrows * (h + pad) - pad, ncols * (w + pad) - pad), fill, dtype=np.float32)
     for i in range(n):
         r, q = divmod(i, ncols)
-        tile = t[i]
-        lo, hi = tile.min(), tile.max()
-        tile = (tile - lo) / (hi - lo) if hi > lo else np.zeros_like(tile)
+        lo, hi = t[i].min(), t[i].max()
+        tile = (t[i] - lo) / (hi - lo) if hi > lo else np.zeros_like(t[i])
         out[:, r * (h + pad):r * (h + pad) + h, q * (w + pad):q * (w + pad) + w] = tile
     return out[0] if c == 1 else np.transpose(out, (1, 2, 0))
 
 
-def show_filters(
-    weight: Any,
-    *,
-    ncols: int | None = None,
-    title: str | None = None,
-    show: bool = False,
-    size: float = 8.0,
-) -> Figure:
-    """The kernels of a convolution as one image grid.
-
-    ``weight``: an ``nn.Conv2d`` or its weight (out, in, kh, kw). With 3 input channels each
-    kernel is drawn in colour (AlexNet's conv1: 96 kernels of 11x11x3, 8 rows of 12); otherwise
-    each kernel's first input channel is drawn in grey. Every kernel is scaled on its own.
-    """
-    w = weight.weight if isinstance(weight, torch.nn.Module) else weight
-    w = torch.as_tensor(w).detach()
+def show_filters(weight: Any, *, ncols: int | None = None, title: str | None = None,
+                 show: bool = False, size: float = 8.0) -> Figure:
+    """The kernels of an ``nn.Conv2d`` (or its weight) as one grid, each scaled on its own: in
+    colour with 3 input channels (AlexNet's conv1: 8 rows of 12), else the first channel."""
+    w = torch.as_tensor(weight.weight if isinstance(weight, torch.nn.Module) else weight).detach()
     if w.dim() != 4:
         raise ValueError(f"expected conv weights (out, in, kh, kw), got shape {tuple(w.shape)}")
     tiles = w if w.shape[1] == 3 else w[:, :1]
@@ -328,21 +245,11 @@ def show_filters(
     return _finish(fig, show)
 
 
-def show_feature_maps(
-    activations: Any,
-    *,
-    max_maps: int = 16,
-    ncols: int = 8,
-    title: str | None = None,
-    cmap: str = "viridis",
-    show: bool = False,
-    size: float = 1.4,
-) -> Figure:
-    """Feature maps of one layer, or of several layers / branches side by side.
-
-    ``activations``: a tensor (C, H, W) or (1, C, H, W) -> the first ``max_maps`` channels, one
-    panel each; or ``{name: tensor}`` -> one mosaic per name, in a row (the four branches of
-    an inception module, or C1 vs C3 of LeNet). Each map is scaled on its own.
+def show_feature_maps(activations: Any, *, max_maps: int = 16, ncols: int = 8,
+                      title: str | None = None, cmap: str = "viridis", show: bool = False,
+                      size: float = 1.4) -> Figure:
+    """Feature maps, each scaled on its own: of a tensor (C, H, W) or (1, C, H, W) the first
+    ``max_maps`` channels, one panel each; of ``{name: tensor}`` one mosaic per name, in a row.
     """
     if isinstance(activations, Mapping):
         items = list(activations.items())
@@ -369,9 +276,7 @@ def show_feature_maps(
             ax.imshow(_numpy(a[i]), cmap=cmap, interpolation="nearest")
             ax.set_axis_off()
             ax.set_title(f"ch {i}", fontsize=8)
-    if title:
-        fig.suptitle(title)
-    return _finish(fig, show)
+    return _finish(fig, show, title)
 
 
 # --------------------------------------------------------------------------- confusion matrix
@@ -385,18 +290,11 @@ def confusion_counts(y_true: Any, y_pred: Any, num_classes: int | None = None) -
     return torch.bincount(t * k + p, minlength=k * k).reshape(k, k)
 
 
-def confusion_matrix_plot(
-    y_true: Any,
-    y_pred: Any,
-    classes: Sequence[str] | None = None,
-    *,
-    normalize: bool = False,
-    title: str | None = None,
-    show: bool = False,
-) -> Figure:
+def confusion_matrix_plot(y_true: Any, y_pred: Any, classes: Sequence[str] | None = None, *,
+                          normalize: bool = False, title: str | None = None,
+                          show: bool = False) -> Figure:
     """The confusion matrix as a heat map with the count (or row fraction) in each cell."""
-    k = len(classes) if classes is not None else None
-    m = confusion_counts(y_true, y_pred, k).double()
+    m = confusion_counts(y_true, y_pred, len(classes) if classes is not None else None).double()
     k = m.shape[0]
     if normalize:
         m = m / m.sum(dim=1, keepdim=True).clamp(min=1)
@@ -404,8 +302,7 @@ def confusion_matrix_plot(
     side = max(4.0, 0.5 * k + 2)
     fig = _new_figure(show, figsize=(side + 1, side))
     ax = fig.add_subplot(1, 1, 1)
-    im = ax.imshow(m.numpy(), cmap="Blues")
-    fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.colorbar(ax.imshow(m.numpy(), cmap="Blues"), ax=ax, shrink=0.8)
     ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true",
            title=title or "Confusion matrix")
     ax.set_xticklabels(names, rotation=45, ha="right")
@@ -419,25 +316,17 @@ def confusion_matrix_plot(
     return _finish(fig, show)
 
 
-# The name CONVENTIONS.md uses for the plot.
-confusion_matrix = confusion_matrix_plot
+confusion_matrix = confusion_matrix_plot  # the name CONVENTIONS.md uses for the plot
 
 
 # --------------------------------------------------------------------------- architecture plots
-def plot_channels_and_size(
-    traces: Mapping[str, Sequence[Mapping[str, Any]]],
-    *,
-    relative: bool = False,
-    title: str | None = "Depth grows while height and width shrink",
-    show: bool = False,
-    figsize: tuple[float, float] = (11, 4),
-) -> Figure:
-    """Channels (left, log scale) and height (right) after each conv / pooling layer.
-
-    ``traces``: ``{model name: analysis.shape_trace(model) rows}``; rows whose shape is not
-    (C, H, W) (the fully connected layers) are skipped. ``relative=True`` puts every model on
-    a 0..1 "fraction of the network" axis so that networks of different depth line up.
-    """
+def plot_channels_and_size(traces: Mapping[str, Sequence[Mapping[str, Any]]], *,
+                           relative: bool = False,
+                           title: str | None = "Depth grows while height and width shrink",
+                           show: bool = False, figsize: tuple[float, float] = (11, 4)) -> Figure:
+    """Channels and height (log scale) after each conv / pooling layer of ``{model name:
+    analysis.shape_trace(model)}`` (rows not (C, H, W) skipped). ``relative=True``: x from 0
+    to 1, so that networks of different depth line up."""
     fig = _new_figure(show, figsize=figsize)
     ax_c, ax_h = fig.subplots(1, 2)
     for name, rows in traces.items():
@@ -450,28 +339,17 @@ def plot_channels_and_size(
         ax_h.plot(xs, [s[1] for s in spatial], marker=".", label=name)
     xlabel = "fraction of the network" if relative else "conv / pooling layer"
     ax_c.set(xlabel=xlabel, ylabel="channels (depth)", yscale="log", title="Channels")
-    ax_h.set(xlabel=xlabel, ylabel="height = width (pixels)", yscale="log",
-             title="Spatial size")
+    ax_h.set(xlabel=xlabel, ylabel="height = width (pixels)", yscale="log", title="Spatial size")
     for ax in (ax_c, ax_h):
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize="small")
-    if title:
-        fig.suptitle(title)
-    return _finish(fig, show)
+    return _finish(fig, show, title)
 
 
-def plot_receptive_field(
-    layers: Any,
-    *,
-    title: str | None = "Receptive field of stacked layers",
-    show: bool = False,
-    figsize: tuple[float, float] = (6, 4),
-) -> Figure:
-    """Receptive field after each layer, for one chain or ``{label: chain}``.
-
-    A chain is what ``analysis.receptive_fields`` takes: ``[(kernel, stride), ...]``, bare
-    kernel sizes, or a plain sequential model (e.g. VGG-16's ``features``).
-    """
+def plot_receptive_field(layers: Any, *, title: str | None = "Receptive field of stacked layers",
+                         show: bool = False, figsize: tuple[float, float] = (6, 4)) -> Figure:
+    """Receptive field after each layer of a chain (what ``analysis.receptive_fields`` takes) or
+    of ``{label: chain}``."""
     chains = dict(layers) if isinstance(layers, Mapping) else {"": layers}
     fig = _new_figure(show, figsize=figsize)
     ax = fig.add_subplot(1, 1, 1)
@@ -485,21 +363,11 @@ def plot_receptive_field(
     return _finish(fig, show)
 
 
-def plot_per_layer(
-    series: Mapping[str, Any],
-    *,
-    ylabel: str,
-    xlabel: str = "layer",
-    logy: bool = True,
-    title: str | None = None,
-    show: bool = False,
-    figsize: tuple[float, float] = (7, 4),
-) -> Figure:
-    """One value per layer for several models, e.g. gradient norms of plain vs residual nets.
-
-    ``series``: ``{label: [values]}`` or ``{label: {layer name: value}}`` (x ticks then carry
-    the layer names of the first series when there are few of them).
-    """
+def plot_per_layer(series: Mapping[str, Any], *, ylabel: str, xlabel: str = "layer",
+                   logy: bool = True, title: str | None = None, show: bool = False,
+                   figsize: tuple[float, float] = (7, 4)) -> Figure:
+    """One value per layer for several models: ``{label: [values]}`` or ``{label: {layer:
+    value}}`` (the first such series names the x ticks, if at most 30)."""
     fig = _new_figure(show, figsize=figsize)
     ax = fig.add_subplot(1, 1, 1)
     names: list[str] | None = None
@@ -518,37 +386,21 @@ def plot_per_layer(
     return _finish(fig, show)
 
 
-def bubble_chart(
-    rows: Sequence[Mapping[str, Any]],
-    *,
-    x: str = "macs",
-    y: str = "top1",
-    size: str = "params",
-    label: str = "name",
-    x_scale: float | None = None,
-    xlabel: str | None = None,
-    ylabel: str | None = None,
-    title: str | None = "Accuracy vs. operations (bubble area: parameters)",
-    show: bool = False,
-    figsize: tuple[float, float] = (8, 5.5),
-) -> Figure:
-    """CS231n-style comparison: ``y`` against ``x``, bubble area proportional to ``size``.
-
-    ``rows``: dicts with at least the ``x``, ``y``, ``size`` and ``label`` keys (rows missing
-    any value are skipped). MAC or parameter counts given as plain numbers are shown in
-    billions on the x axis (``x_scale`` overrides); the legend gives the parameter count.
-    """
+def bubble_chart(rows: Sequence[Mapping[str, Any]], *, x: str = "macs", y: str = "top1",
+                 size: str = "params", label: str = "name", x_scale: float | None = None,
+                 xlabel: str | None = None, ylabel: str | None = None,
+                 title: str | None = "Accuracy vs. operations (bubble area: parameters)",
+                 show: bool = False, figsize: tuple[float, float] = (8, 5.5)) -> Figure:
+    """CS231n-style ``y`` against ``x``, bubble area proportional to ``size`` (rows missing one
+    are skipped). Counts over 1e5 show in billions on the x axis unless ``x_scale`` is given."""
     usable = [r for r in rows if all(r.get(k) is not None for k in (x, y, size))]
     if not usable:
         raise ValueError(f"no row has all of {x!r}, {y!r} and {size!r}")
-    xs = np.array([float(r[x]) for r in usable])
+    xs, ys, sizes = (np.array([float(r[k]) for r in usable]) for k in (x, y, size))
     if x_scale is None:
         x_scale = 1e-9 if xs.max() > 1e5 else 1.0
     xs = xs * x_scale
-    ys = np.array([float(r[y]) for r in usable])
-    sizes = np.array([float(r[size]) for r in usable])
     area = 2000.0 * sizes / sizes.max()  # the largest model gets the largest bubble
-
     fig = _new_figure(show, figsize=figsize)
     ax = fig.add_subplot(1, 1, 1)
     for i, r in enumerate(usable):

@@ -4,40 +4,26 @@
     history.final["test_acc"], history.plot()
     evaluate(model, test)  # {"loss": ..., "acc": ..., "top5": ...}
 
-What it does that the lecture's plain loop (``for x, y in loader: ... loss.item()``)
-does not, and why:
+What it adds to the lecture's plain loop (``for x, y in loader: ... loss.item()``):
 
-* **No host synchronisation per step.** ``loss.item()`` makes the CPU wait for the GPU
-  after every batch. Here the running loss and the number of correct predictions stay on
-  the device and are read every ``log_every`` steps (and at the end of each epoch). The
-  NaN/inf check happens at those read points too, so a diverging run stops at most
-  ``log_every`` steps late; the message names the step range.
-* **Precision.** On CUDA: bf16 autocast where the GPU supports it, else fp16 autocast with a
-  gradient scaler; channels_last memory format and cudnn.benchmark. On a CPU
-  ``precision="auto"`` follows a table measured on the course machine (see
-  ``benchmarks/README.md``, "CPU precision policy"): bf16 autocast on CPUs with native bf16
-  matrix instructions (AMX or AVX512-BF16), where it trained every course model faster,
-  fp32 elsewhere; channels_last on CPUs too.
-* **Robustness.** Checkpoints about every 30 s of training and after every epoch (model,
-  optimizer, scheduler, scaler, RNG states, History, the sums of an unfinished epoch),
-  written atomically; ``resume=True`` continues exactly where it stopped, mid-epoch too.
-  Ctrl-C returns the History of the partly trained model. Out of GPU memory, a corrupted
-  checkpoint or a diverging loss raise errors that say what to do next.
-* **Multi-GPU.** ``devices="all"`` splits every batch over all visible GPUs with torch's
-  ``nn.DataParallel`` (Kaggle's 2xT4); fused optimizers on CUDA.
-* **The lecture's schedules**: LeNet-5's piecewise rate, step decay, reduce-on-plateau /10
-  (AlexNet, VGG, ResNet), GoogLeNet's 4 % every 8 epochs, and one-cycle for the one-epoch
-  homework. GoogLeNet's auxiliary classifiers are trained with weight ``aux_weight``.
+* No host sync per step: loss and accuracy stay on the device and are read (and checked for
+  NaN/inf) every ``log_every`` steps, so a diverging run stops at most that many steps late.
+* bf16/fp16 autocast, channels_last and cudnn.benchmark where measured faster (CPU policy:
+  ``benchmarks/README.md``, "CPU precision policy"; see :func:`resolve_precision`).
+* Atomic checkpoints every ~30 s and after every epoch; ``resume=True`` continues bit for bit,
+  mid-epoch too. Ctrl-C returns the History so far; errors say what to do next.
+* ``devices="all"``: every GPU through ``nn.DataParallel`` (Kaggle's 2xT4); the lecture's
+  schedules; GoogLeNet's auxiliary losses.
 
-Data: anything that yields ``(x, y)`` batches works (a ``torch.utils.data.DataLoader``
-too); the objects returned by ``course_utils.data.load_data`` are faster because their
-batches already live on the training device. ``fit`` uses their ``set_epoch`` (so a resumed
-run sees the same batches), ``to(device)``, ``name`` and ``fallback`` when present.
+Data: anything that yields ``(x, y)`` batches (``load_data``'s are fastest: already on the
+device). ``fit`` uses the data's ``set_epoch`` (a resumed run sees the same batches),
+``to(device)``, ``name`` and ``fallback`` when present.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -56,58 +42,32 @@ from torch import nn
 from . import env
 from .papers import LENET5_PAPER_LR
 
-__all__ = [
-    "fit",
-    "evaluate",
-    "History",
-    "resolve_precision",
-    "cpu_supports_bf16",
-    "cpu_bf16_isa",
-    "use_channels_last",
-    "TrainingDivergedError",
-    "CheckpointError",
-    "TrainingOutOfMemoryError",
-    "DEFAULT_LR",
-    "default_lr",
-    "OPTIMIZERS",
-    "SCHEDULES",
-    "PRECISIONS",
-    "LENET5_PAPER_LR",
-    "lenet5_factor",
-]
+__all__ = ["fit", "evaluate", "History", "resolve_precision", "cpu_supports_bf16",
+           "cpu_bf16_isa", "use_channels_last", "TrainingDivergedError", "CheckpointError",
+           "TrainingOutOfMemoryError", "DEFAULT_LR", "default_lr", "OPTIMIZERS", "SCHEDULES",
+           "PRECISIONS", "LENET5_PAPER_LR", "lenet5_factor"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = (None, "lenet5", "step", "plateau", "googlenet", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
-# Learning rate when ``lr=None``: for Adam/AdamW 1e-3. For SGD (momentum 0.9) the rate the
-# papers started from: 0.01 for plain deep stacks (AlexNet, VGG, GoogLeNet), 0.1 for
-# networks with batch normalisation (ResNet, DenseNet), which tolerate it. Small shallow
-# networks (under a million parameters, e.g. LeNet-5) also get 0.1: on MNIST, LeNet-5 with
-# batch size 128 reaches only ~94 % test accuracy after one epoch at 0.01, ~97.6 % at 0.05
-# and ~98 % at 0.1 (benchmarks/README.md, "Defaults for LeNet-5"). See default_lr().
+# Learning rate when ``lr=None`` (default_lr): Adam/AdamW 1e-3; SGD the papers' 0.01 for plain
+# deep stacks (AlexNet, VGG, GoogLeNet), 0.1 with batch norm (ResNet, DenseNet) and for small
+# networks (< 1 M parameters): LeNet-5 on MNIST, batch 128, one epoch reaches ~94 % at 0.01,
+# ~98 % at 0.1 (benchmarks/README.md, "Defaults for LeNet-5").
 DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3, "adamw": 1e-3}
 SGD_FAST_LR = 0.1
 SMALL_MODEL_PARAMS = 1_000_000
 # Weight decay when ``weight_decay=None``: 5e-4 as in AlexNet/VGG for SGD; Adam's L2 term
 # fights its per-parameter scaling, so plain Adam gets none and AdamW the usual 0.01.
 DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adam": 0.0, "adamw": 1e-2}
-
-# LeNet-5's global learning rate by epoch (papers.LENET5_PAPER_LR: 0.0005 for two passes, then
-# 0.0002, 0.0001, 0.00005, 0.00001). These rates belong to the paper's stochastic diagonal
-# Levenberg-Marquardt method, which divides them by a per-parameter curvature estimate, so
-# they are far too small for plain SGD. schedule="lenet5" therefore keeps the *shape* of the
-# schedule and scales it to ``lr``: multipliers 1, 0.4, 0.2, 0.1, 0.02.
-
-# Read the device-side counters about this many times per epoch when log_every=None: often
-# enough for a learning curve, rarely enough to cost nothing and to keep the text progress
-# bars that notebooks save short.
+# Device-side counters are read about this often per epoch (log_every=None): enough for a
+# learning curve, few enough to cost nothing and keep saved progress bars short.
 READS_PER_EPOCH = 20
 # With fit(checkpoint=...): seconds of training between two checkpoints inside an epoch.
 CHECKPOINT_SECONDS = 30.0
 
 
-# --------------------------------------------------------------------------- errors
 class TrainingDivergedError(FloatingPointError):
     """The loss became NaN or infinite. ``.history`` holds what was recorded before."""
 
@@ -131,16 +91,11 @@ class TrainingOutOfMemoryError(_OOM_BASE):  # type: ignore[misc, valid-type]
 # --------------------------------------------------------------------------- History
 @dataclass
 class History:
-    """What a training run recorded.
-
-    ``steps``  one dict per read point: step, epoch, loss, acc, lr, images_per_s
-               (loss/acc are the means over the steps since the previous read point).
-    ``epochs`` one dict per epoch: epoch, train_loss, train_acc, test_loss, test_acc,
-               top5, lr, seconds, images_per_s.
-    ``final``  train_loss, train_acc, test_loss, test_acc, test_top5, images_per_s,
-               seconds, device, precision, dataset, fallback, interrupted (and a few more).
-    ``config`` the arguments ``fit`` ran with.
-    """
+    """What a training run recorded. ``steps``: one dict per read point (step, epoch, loss and
+    acc since the previous read point, lr, images_per_s); ``epochs``: one per epoch (train_loss,
+    train_acc, test_loss, test_acc, top5, lr, seconds, ...); ``final``: the summary (train/test
+    loss and acc, test_top5, images_per_s, seconds, device, precision, dataset, fallback,
+    interrupted, ...); ``config``: the arguments ``fit`` ran with."""
 
     steps: list[dict[str, Any]] = field(default_factory=list)
     epochs: list[dict[str, Any]] = field(default_factory=list)
@@ -178,10 +133,9 @@ class History:
 
     def __repr__(self) -> str:
         f = self.final
-        parts = [f"epochs={len(self.epochs)}"]
-        for key in ("train_loss", "train_acc", "test_acc", "images_per_s"):
-            if f.get(key) is not None:
-                parts.append(f"{key}={f[key]:.4g}")
+        parts = [f"epochs={len(self.epochs)}"] + [
+            f"{key}={f[key]:.4g}" for key in ("train_loss", "train_acc", "test_acc", "images_per_s")
+            if f.get(key) is not None]
         if f.get("interrupted"):
             parts.append("interrupted=True")
         return f"History({', '.join(parts)})"
@@ -190,9 +144,7 @@ class History:
 def _jsonable(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.tolist()
-    if isinstance(value, (np.generic,)):
-        return value.item()
-    return str(value)
+    return value.item() if isinstance(value, np.generic) else str(value)
 
 
 # --------------------------------------------------------------------------- precision
@@ -207,9 +159,7 @@ def cpu_bf16_isa() -> str | None:
                 break
     if "amx_bf16" in flags:
         return "amx"
-    if "avx512_bf16" in flags:
-        return "avx512_bf16"
-    return None
+    return "avx512_bf16" if "avx512_bf16" in flags else None
 
 
 def cpu_supports_bf16() -> bool:
@@ -217,17 +167,10 @@ def cpu_supports_bf16() -> bool:
     return cpu_bf16_isa() is not None
 
 
-# The CPU precision policy, from the table in benchmarks/README.md ("CPU precision policy",
-# produced by benchmarks/cpu_precision.py). On the course machine (2-core AMD EPYC with
-# AVX512-BF16, no AMX) bf16 autocast + channels_last trained every model of the course
-# faster than fp32, from LeNet-5 at 32x32 (1.4-1.6x) to ResNet-50 at 224x224 (2.6x), so
-# there is no size threshold. AMX was not available to measure; its bf16 tiles are faster
-# than AVX512-BF16, so it gets the same rule. Without native bf16 instructions bf16 is
-# emulated and only adds conversions: fp32.
-# channels_last (NHWC) let oneDNN's convolutions skip layout reorders: faster for every
-# model in the table but AlexNet (0.7-1.0x; its big 11x11/stride-4 first layer and huge
-# fully connected layers gain nothing). One rule for all is simpler and costs AlexNet
-# little next to its bf16 gain.
+# Measured (benchmarks/README.md, "CPU precision policy"): with native bf16 (AVX512-BF16 on the
+# course machine; AMX is faster still) bf16 + channels_last trained every course model faster
+# than fp32 (1.4x LeNet-5 .. 2.6x ResNet-50), emulated bf16 only adds conversions;
+# channels_last lost only on AlexNet (0.7-1.0x), little next to its bf16 gain: one rule for all.
 CPU_CHANNELS_LAST = True
 
 
@@ -245,14 +188,11 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
         # Native bf16 needs Ampere (compute capability 8.0) or newer. Newer torch versions'
         # is_bf16_supported() also say yes on a T4 (7.5), where bf16 is only emulated.
         bf16_ok = torch.cuda.get_device_capability(device)[0] >= 8
-        if precision == "auto":
-            return "bf16" if bf16_ok else "fp16"
-        return precision
+        return ("bf16" if bf16_ok else "fp16") if precision == "auto" else precision
     if precision == "fp16":
         raise ValueError(
             f"precision='fp16' needs a CUDA GPU (it relies on a gradient scaler); this run is "
-            f"on {device.type}. Use precision='bf16' or 'fp32' (or 'auto')."
-        )
+            f"on {device.type}. Use precision='bf16' or 'fp32' (or 'auto').")
     if precision != "auto":
         return precision
     return "bf16" if device.type == "cpu" and cpu_bf16_isa() else "fp32"
@@ -272,48 +212,16 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-# --------------------------------------------------------------------------- helpers
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.DataParallel) else model
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")
-
-
-def _image_shape(data: Any) -> tuple[int, int, int] | None:
-    """(C, H, W) of the data's images from its attributes, or None when it has none."""
-    channels, size = getattr(data, "in_channels", None), getattr(data, "image_size", None)
-    if channels is None or size is None:
-        return None
-    if isinstance(size, (tuple, list)):
-        return (int(channels), int(size[0]), int(size[-1]))
-    return (int(channels), int(size), int(size))
-
-
-def _with_data_context(err: ValueError, data: Any, shape: tuple[int, ...]) -> ValueError:
-    name = getattr(data, "name", None) or type(data).__name__
-    return ValueError(
-        f"{err}\n(fit: the data {name!r} gives images of shape {tuple(shape)}; "
-        f"pass image_size=... / in_channels=... to load_data, or build the model to match.)"
-    )
-
-
+# --------------------------------------------------------------------------- data, loss
 def _split_output(output: Any) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Main logits and auxiliary logits (GoogLeNet returns (logits, aux1, aux2) in training)."""
-    if isinstance(output, (tuple, list)):
-        return output[0], list(output[1:])
-    return output, []
+    return (output[0], list(output[1:])) if isinstance(output, (tuple, list)) else (output, [])
 
 
 def _loss(output: Any, y: torch.Tensor, label_smoothing: float, aux_weight: float):
     logits, aux = _split_output(output)
-    # The loss is computed in fp32 whatever the autocast dtype: a bf16 log-softmax over
-    # many classes loses digits that the gradient needs.
+    # In fp32 whatever the autocast dtype: a bf16 log-softmax over many classes loses digits
+    # that the gradient needs.
     loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
     for extra in aux:  # GoogLeNet: "weighted by 0.3" (Szegedy et al. 2014, Section 5)
         loss = loss + aux_weight * F.cross_entropy(extra.float(), y,
@@ -325,8 +233,7 @@ def _batches(data: Iterable, device: torch.device, channels_last: bool):
     """Yield (x, y) on ``device``; a no-op for data that already lives there."""
     for x, y in data:
         if x.device != device:
-            x = x.to(device, non_blocking=True)
-            y = y.to(device, non_blocking=True)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         yield x, y
@@ -339,16 +246,12 @@ def _place_data(data: Any, device: torch.device) -> Any:
     return data
 
 
-def _batch_size(data: Any) -> int | None:
-    size = getattr(data, "batch_size", None)
-    return int(size) if isinstance(size, int) else None
-
-
 # --------------------------------------------------------------------------- evaluate
 def evaluate(model: nn.Module, data: Iterable, precision: str = "auto") -> dict[str, float]:
     """Mean cross-entropy loss, top-1 and top-5 accuracy (fractions 0..1) of ``model`` on
     ``data``. Runs in eval mode without gradients; the model's mode is restored after."""
-    device = _model_device(model)
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    device = tensor.device if tensor is not None else torch.device("cpu")
     data = _place_data(data, device)
     return _evaluate(model, data, device, resolve_precision(precision, device),
                      use_channels_last(device))
@@ -369,9 +272,7 @@ def _evaluate(model: nn.Module, data: Iterable, device: torch.device, precision:
                     logits, _ = _split_output(model(x))
                 logits = logits.float()
                 loss_sum += F.cross_entropy(logits, y, reduction="sum")
-                k = min(5, logits.shape[1])
-                top = logits.topk(k, dim=1).indices
-                hits = top == y[:, None]
+                hits = logits.topk(min(5, logits.shape[1]), dim=1).indices == y[:, None]
                 correct += hits[:, 0].sum()
                 correct5 += hits.any(dim=1).sum()
                 seen += y.shape[0]
@@ -408,27 +309,29 @@ def _make_optimizer(optimizer: Any, model: nn.Module, lr: float | None, momentum
         raise ValueError(f"optimizer must be one of {OPTIMIZERS} or a torch.optim.Optimizer, "
                          f"got {optimizer!r}")
     name = optimizer.lower()
-    lr = default_lr(model, name) if lr is None else lr
-    wd = DEFAULT_WEIGHT_DECAY[name] if weight_decay is None else weight_decay
     kind = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name]
-    kwargs = {"lr": lr, "weight_decay": wd}
+    kwargs = {"lr": default_lr(model, name) if lr is None else lr,
+              "weight_decay": DEFAULT_WEIGHT_DECAY[name] if weight_decay is None else weight_decay}
     if name == "sgd":
         kwargs["momentum"] = momentum
     if device.type == "cuda":
         # Fused CUDA kernels: one launch for all parameters, and the fp16 gradient scaler
         # can hand them its inf check on the device instead of syncing with .item().
-        try:
+        with contextlib.suppress(TypeError, RuntimeError, ValueError):  # older torch: no fused SGD
             return kind(model.parameters(), fused=True, **kwargs)
-        except (TypeError, RuntimeError, ValueError):  # older torch: no fused SGD
-            pass
     return kind(model.parameters(), **kwargs)
 
 
 # --------------------------------------------------------------------------- schedules
 def lenet5_factor(epoch: int) -> float:
-    """Multiplier of the base rate in epoch ``epoch`` (0-based), from LENET5_PAPER_LR."""
-    first = LENET5_PAPER_LR[0][1]
-    start = 0
+    """Multiplier of the base rate in epoch ``epoch`` (0-based), from LENET5_PAPER_LR.
+
+    The paper's rates (0.0005 for two passes, then 0.0002, 0.0001, 0.00005, 0.00001) belong
+    to its stochastic diagonal Levenberg-Marquardt method, which divides them by a curvature
+    estimate: far too small for plain SGD. schedule="lenet5" keeps their *shape* (1, 0.4, 0.2,
+    0.1, 0.02) and scales it to ``lr``.
+    """
+    first, start = LENET5_PAPER_LR[0][1], 0
     for length, rate in LENET5_PAPER_LR:
         if length is None or epoch < start + length:
             return rate / first
@@ -436,74 +339,35 @@ def lenet5_factor(epoch: int) -> float:
     return LENET5_PAPER_LR[-1][1] / first
 
 
-class _Schedule:
-    """A learning-rate scheduler and when to step it: per batch, per epoch, or per epoch
-    with the validation loss (reduce-on-plateau)."""
-
-    def __init__(self, scheduler: Any, per_step: bool) -> None:
-        self.scheduler = scheduler
-        self.per_step = per_step
-        self.on_metric = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-
-    def step_batch(self) -> None:
-        if self.scheduler is not None and self.per_step:
-            self.scheduler.step()
-
-    def step_epoch(self, metric: float) -> None:
-        if self.scheduler is None or self.per_step:
-            return
-        if self.on_metric:
-            self.scheduler.step(metric)
-        else:
-            self.scheduler.step()
-
-    def state_dict(self) -> dict | None:
-        return None if self.scheduler is None else self.scheduler.state_dict()
-
-    def load_state_dict(self, state: dict | None) -> None:
-        if self.scheduler is not None and state is not None:
-            self.scheduler.load_state_dict(state)
-
-
-_PER_STEP_TYPES = (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler.CyclicLR)
-
-
 def _make_schedule(schedule: Any, optimizer: torch.optim.Optimizer, epochs: int,
-                   total_steps: int) -> _Schedule:
+                   total_steps: int) -> tuple[Any, bool]:
+    """The scheduler (or None) and whether it steps per batch (else once per epoch)."""
     lrs = torch.optim.lr_scheduler
+    name = schedule if isinstance(schedule, str) else None
     if schedule is None:
-        return _Schedule(None, per_step=False)
-    if isinstance(schedule, str):
-        if schedule == "lenet5":
-            return _Schedule(lrs.LambdaLR(optimizer, lenet5_factor), per_step=False)
-        if schedule == "step":
-            # The AlexNet/ResNet habit (divide by 10 a few times) compressed to a short run:
-            # /10 after each third of the epochs.
-            return _Schedule(lrs.StepLR(optimizer, step_size=max(1, epochs // 3), gamma=0.1),
-                             per_step=False)
-        if schedule == "plateau":
-            # AlexNet, VGG, ResNet: divide by 10 when the validation loss stops improving.
-            return _Schedule(lrs.ReduceLROnPlateau(optimizer, mode="min", factor=0.1,
-                                                   patience=1), per_step=False)
-        if schedule == "googlenet":
-            # Szegedy et al. 2014: "decreasing the learning rate by 4% every 8 epochs".
-            return _Schedule(lrs.StepLR(optimizer, step_size=8, gamma=0.96), per_step=False)
-        if schedule == "onecycle":
-            # Smith & Topin 2018: warm up then anneal within the run; one epoch is enough.
-            # One more step than the run takes: the scheduler also steps after the last
-            # batch, and OneCycleLR's cosine would climb again past its end.
-            max_lr = [group["lr"] for group in optimizer.param_groups]
-            return _Schedule(lrs.OneCycleLR(optimizer, max_lr=max_lr,
-                                            total_steps=max(1, total_steps) + 1), per_step=True)
+        return None, False
+    if name == "lenet5":
+        made = lrs.LambdaLR(optimizer, lenet5_factor)
+    elif name == "step":  # the AlexNet/ResNet habit for a short run: /10 after each third
+        made = lrs.StepLR(optimizer, step_size=max(1, epochs // 3), gamma=0.1)
+    elif name == "plateau":  # AlexNet, VGG, ResNet: /10 when the validation loss stalls
+        made = lrs.ReduceLROnPlateau(optimizer, mode="min", factor=0.1, patience=1)
+    elif name == "googlenet":  # Szegedy et al. 2014: "decreasing ... by 4% every 8 epochs"
+        made = lrs.StepLR(optimizer, step_size=8, gamma=0.96)
+    elif name == "onecycle":
+        # Smith & Topin 2018: warm up then anneal within the run; one epoch is enough. One
+        # step more than the run takes: the scheduler also steps after the last batch, and
+        # OneCycleLR's cosine would climb again past its end.
+        made = lrs.OneCycleLR(optimizer, max_lr=[group["lr"] for group in optimizer.param_groups],
+                              total_steps=max(1, total_steps) + 1)
+    elif isinstance(schedule, (lrs.LRScheduler, lrs.ReduceLROnPlateau)):
+        made = schedule
+    elif callable(schedule):
+        made = schedule(optimizer)
+    else:
         raise ValueError(f"schedule must be one of {SCHEDULES}, a scheduler or a callable "
                          f"optimizer -> scheduler; got {schedule!r}")
-    if isinstance(schedule, (lrs.LRScheduler, lrs.ReduceLROnPlateau)):
-        return _Schedule(schedule, per_step=isinstance(schedule, _PER_STEP_TYPES))
-    if callable(schedule):
-        made = schedule(optimizer)
-        return _Schedule(made, per_step=isinstance(made, _PER_STEP_TYPES))
-    raise ValueError(f"schedule must be one of {SCHEDULES}, a scheduler or a callable "
-                     f"optimizer -> scheduler; got {schedule!r}")
+    return made, isinstance(made, (lrs.OneCycleLR, lrs.CyclicLR))
 
 
 def _current_lr(optimizer: torch.optim.Optimizer) -> float:
@@ -513,13 +377,10 @@ def _current_lr(optimizer: torch.optim.Optimizer) -> float:
 # --------------------------------------------------------------------------- checkpoints
 def _rng_state() -> dict[str, Any]:
     keys, pos, has_gauss, cached = np.random.get_state()[1:]
-    state = {
-        "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        # NumPy's state as tensors/ints so that the file loads with weights_only=True.
-        "numpy": (torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
-                  float(cached)),
-    }
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             # NumPy's state as tensors/ints so that the file loads with weights_only=True.
+             "numpy": (torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
+                       float(cached))}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -543,20 +404,6 @@ def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _load_checkpoint(path: Path) -> dict[str, Any]:
-    hint = (f"Delete {str(path)!r} to start over, or call fit(..., resume=False) "
-            f"to overwrite it.")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated, not a torch file, unpicklable...
-        raise CheckpointError(f"Cannot read the checkpoint {str(path)!r} ({type(err).__name__}: "
-                              f"{err}). The file is damaged or not a fit() checkpoint. "
-                              f"{hint}") from err
-    if not isinstance(payload, dict) or payload.get("format") != "course_utils.fit/1":
-        raise CheckpointError(f"{str(path)!r} is not a checkpoint written by fit(). {hint}")
-    return payload
-
-
 # --------------------------------------------------------------------------- fit
 def _check_arguments(epochs, lr, momentum, weight_decay, label_smoothing, aux_weight,
                      max_steps, log_every, devices, checkpoint_every) -> None:
@@ -577,9 +424,8 @@ def _check_arguments(epochs, lr, momentum, weight_decay, label_smoothing, aux_we
         raise ValueError(f"max_steps must be None or a whole number >= 1, got {max_steps!r}")
     if log_every is not None and (not isinstance(log_every, int) or log_every < 1):
         raise ValueError(f"log_every must be None or a whole number >= 1, got {log_every!r}")
-    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or
-                                         not isinstance(checkpoint_every, int) or
-                                         checkpoint_every < 1):
+    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not
+                                         isinstance(checkpoint_every, int) or checkpoint_every < 1):
         raise ValueError(f"checkpoint_every must be None or a whole number >= 1, got "
                          f"{checkpoint_every!r}")
     if not (devices in ("auto", "all") or isinstance(devices, (str, torch.device))):
@@ -587,66 +433,45 @@ def _check_arguments(epochs, lr, momentum, weight_decay, label_smoothing, aux_we
 
 
 def _choose_device(train: Any, devices: Any) -> torch.device:
-    if devices in ("auto", "all"):
-        data_device = getattr(train, "device", None)
-        if devices == "all" and torch.cuda.is_available():
-            device = torch.device("cuda")
-        elif data_device is not None:
-            device = torch.device(data_device)
-        else:
-            device = env.get_device()
-    else:
+    if devices not in ("auto", "all"):
         device = torch.device(devices)
+    elif devices == "all" and torch.cuda.is_available():
+        device = torch.device("cuda")
+    elif getattr(train, "device", None) is not None:
+        device = torch.device(train.device)
+    else:
+        device = env.get_device()
     if device.type == "cuda" and device.index is None:  # "cuda" -> "cuda:0", comparable
         device = torch.device("cuda", torch.cuda.current_device())
     return device
 
 
-def fit(
-    model: nn.Module,
-    train: Iterable,
-    test: Iterable | None = None,
-    epochs: int = 1,
-    optimizer: str | torch.optim.Optimizer = "sgd",
-    lr: float | None = None,
-    momentum: float = 0.9,
-    weight_decay: float | None = None,
-    schedule: Any = None,
-    label_smoothing: float = 0.0,
-    aux_weight: float = 0.3,
-    precision: str = "auto",
-    checkpoint: str | os.PathLike | None = None,
-    checkpoint_every: int | None = None,
-    resume: bool = True,
-    seed: int = 0,
-    devices: str | torch.device = "auto",
-    max_steps: int | None = None,
-    progress: bool = True,
-    log_every: int | None = None,
-) -> History:
+def fit(model: nn.Module, train: Iterable, test: Iterable | None = None, epochs: int = 1,
+        optimizer: str | torch.optim.Optimizer = "sgd", lr: float | None = None,
+        momentum: float = 0.9, weight_decay: float | None = None, schedule: Any = None,
+        label_smoothing: float = 0.0, aux_weight: float = 0.3, precision: str = "auto",
+        checkpoint: str | os.PathLike | None = None, checkpoint_every: int | None = None,
+        resume: bool = True, seed: int = 0, devices: str | torch.device = "auto",
+        max_steps: int | None = None, progress: bool = True,
+        log_every: int | None = None) -> History:
     """Train ``model`` on ``train`` for ``epochs`` epochs; evaluate on ``test`` after each.
 
-    optimizer     "sgd" (momentum ``momentum``), "adam", "adamw", or your own
+    optimizer     "sgd" (with ``momentum``), "adam", "adamw", or your own
                   ``torch.optim.Optimizer`` (then leave ``lr`` None).
     lr            None: :func:`default_lr` (adam/adamw 1e-3; sgd 0.1 for models with batch
                   norm or under 1 M parameters such as LeNet-5, else 0.01).
     weight_decay  None: 5e-4 for SGD, 0 for Adam, 0.01 for AdamW.
-    schedule      None | "lenet5" | "step" | "plateau" | "googlenet" | "onecycle", a
-                  scheduler built on your optimizer, or a callable optimizer -> scheduler.
-                  Schedulers step once per epoch, except one-cycle/cyclic (once per batch)
-                  and reduce-on-plateau (with the test loss, else the training loss).
-    aux_weight    weight of auxiliary losses when the model returns (logits, aux, ...) in
-                  training mode (GoogLeNet: 0.3).
+    schedule      one of SCHEDULES, a scheduler built on your optimizer, or a callable
+                  optimizer -> scheduler. Steps once per epoch, except one-cycle/cyclic (per
+                  batch) and reduce-on-plateau (with the test loss, else the training loss).
+    aux_weight    weight of the auxiliary losses of a model that returns (logits, aux, ...)
+                  in training mode (GoogLeNet: 0.3).
     precision     "auto" | "fp32" | "bf16" | "fp16" (see :func:`resolve_precision`).
-    checkpoint    file to write during training (about every 30 s of training, so that a
-                  Colab/Kaggle disconnect loses little of a one-epoch run) and after every
-                  epoch; with ``resume=True`` an existing file is loaded first and training
-                  continues where it stopped, inside an epoch too, exactly as if it had not
-                  stopped (keep the other arguments; a one-cycle schedule keeps the length
-                  it was built with).
-    checkpoint_every  save every N optimizer steps instead of every ~30 s.
-    seed          seeds torch/NumPy/Python at the start (dropout, anything random inside
-                  the model); the data's order depends on the data's own seed and the epoch.
+    checkpoint    file written about every 30 s of training (or every ``checkpoint_every``
+                  steps) and after every epoch; with ``resume=True`` an existing one is loaded
+                  and training continues exactly where it stopped (keep the other arguments).
+    seed          seeds torch/NumPy/Python (dropout...); the data's order depends on the
+                  data's own seed and the epoch.
     devices       "auto": the data's device (else the best available); "all": every visible
                   GPU through ``torch.nn.DataParallel``; or a device such as "cpu".
     max_steps     stop after this many optimizer steps in total (smoke runs).
@@ -663,20 +488,18 @@ def fit(
 
     # ---- model and data on the device, in the precision and memory format that are fastest
     device = _choose_device(train, devices)
-    net = _unwrap(model).to(device)
-    prec = resolve_precision(precision, device)
-    channels_last = use_channels_last(device)
+    net = (model.module if isinstance(model, nn.DataParallel) else model).to(device)
+    prec, channels_last = resolve_precision(precision, device), use_channels_last(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick kernels
     if channels_last:
         net.to(memory_format=torch.channels_last)
-    train = _place_data(train, device)
-    test = _place_data(test, device) if test is not None else None
+    train, test = _place_data(train, device), _place_data(test, device)
     runner: nn.Module = net
     if devices == "all" and device.type == "cuda" and torch.cuda.device_count() > 1:
         runner = nn.DataParallel(net)  # splits each batch over the GPUs (Kaggle's 2xT4)
 
-    # ---- optimizer, schedule, scaler
+    # ---- optimizer, schedule, History, trainer
     opt = _make_optimizer(optimizer, net, lr, momentum, weight_decay, device)
     try:
         steps_per_epoch = len(train)  # type: ignore[arg-type]
@@ -685,7 +508,9 @@ def fit(
     total_steps = (steps_per_epoch or 1) * epochs
     if max_steps is not None:
         total_steps = min(total_steps, max_steps) if steps_per_epoch else max_steps
-    sched = _make_schedule(schedule, opt, epochs, total_steps)
+    sched, per_step = _make_schedule(schedule, opt, epochs, total_steps)
+    batch_size = getattr(train, "batch_size", None)
+    batch_size = int(batch_size) if isinstance(batch_size, int) else None
     history = History(config={
         "epochs": epochs, "optimizer": opt.__class__.__name__, "lr": _current_lr(opt),
         "momentum": momentum if isinstance(opt, torch.optim.SGD) else None,
@@ -693,25 +518,22 @@ def fit(
         "schedule": schedule if isinstance(schedule, str) or schedule is None
         else type(schedule).__name__, "label_smoothing": label_smoothing,
         "aux_weight": aux_weight, "precision": prec, "seed": seed, "max_steps": max_steps,
-        "batch_size": _batch_size(train), "model": type(net).__name__,
-    })
+        "batch_size": batch_size, "model": type(net).__name__})
     trainer = _Trainer(
-        runner=runner, net=net, opt=opt, sched=sched,
+        runner=runner, net=net, opt=opt, sched=sched, per_step=per_step,
         scaler=torch.amp.GradScaler("cuda", enabled=prec == "fp16"), device=device,
         precision=prec, channels_last=channels_last, label_smoothing=label_smoothing,
         aux_weight=aux_weight, epochs=epochs, max_steps=max_steps, progress=progress,
         read_every=log_every or max(1, round((steps_per_epoch or 1000) / READS_PER_EPOCH)),
         steps_per_epoch=steps_per_epoch, history=history, checkpoint_every=checkpoint_every,
-        checkpoint=Path(checkpoint) if checkpoint is not None else None,
-        batch_size=_batch_size(train))
+        checkpoint=Path(checkpoint) if checkpoint is not None else None, batch_size=batch_size)
     env.seed_everything(seed)
     start_epoch, in_epoch = 0, None
     if trainer.checkpoint is not None and resume and trainer.checkpoint.exists():
         start_epoch, in_epoch = trainer.restore()
 
     # ---- the loop
-    interrupted = False
-    epoch = start_epoch
+    interrupted, epoch = False, start_epoch
     try:
         for epoch in range(start_epoch, epochs):
             if max_steps is not None and trainer.step >= max_steps:
@@ -728,30 +550,30 @@ def fit(
     except _OOM_BASE as err:
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        raise _out_of_memory(err, net, trainer.batch_size, _image_shape(train)) from err
+        raise _out_of_memory(err, net, trainer.batch_size, train) from err
 
     last = history.epochs[-1] if history.epochs else {}
     partial = history.steps[-1] if interrupted and history.steps else {}
-    train_seconds = sum(e.get("train_seconds", 0.0) for e in history.epochs)
+    seconds = sum(e.get("train_seconds", 0.0) for e in history.epochs)
+    images = sum(e.get("train_images", 0) for e in history.epochs)
     history.final = {
         "train_loss": partial.get("loss", last.get("train_loss")),
-        "train_acc": partial.get("acc", last.get("train_acc")),
-        "test_loss": last.get("test_loss"), "test_acc": last.get("test_acc"),
-        "test_top5": last.get("top5"),
-        "images_per_s": (sum(e.get("train_images", 0) for e in history.epochs) / train_seconds
-                         if train_seconds > 0 else None),
-        "seconds": time.perf_counter() - start_time,
-        "epochs": len(history.epochs), "steps": trainer.step, "lr": _current_lr(opt),
-        "device": env.device_name(device), "precision": prec,
-        "dataset": getattr(train, "name", None), "fallback": getattr(train, "fallback", None),
-        "interrupted": interrupted,
-    }
+        "train_acc": partial.get("acc", last.get("train_acc")), "test_loss": last.get("test_loss"),
+        "test_acc": last.get("test_acc"), "test_top5": last.get("top5"),
+        "images_per_s": images / seconds if seconds > 0 else None,
+        "seconds": time.perf_counter() - start_time, "epochs": len(history.epochs),
+        "steps": trainer.step, "lr": _current_lr(opt), "device": env.device_name(device),
+        "precision": prec, "dataset": getattr(train, "name", None),
+        "fallback": getattr(train, "fallback", None), "interrupted": interrupted}
     return history
 
 
 def _out_of_memory(err: BaseException, net: nn.Module, batch_size: int | None,
-                   shape: tuple[int, ...] | None) -> TrainingOutOfMemoryError:
-    what = f" at {shape[1]}x{shape[2]}" if shape else ""
+                   data: Any) -> TrainingOutOfMemoryError:
+    size = getattr(data, "image_size", None)
+    height, width = (size[0], size[-1]) if isinstance(size, (tuple, list)) else (size, size)
+    known = size is not None and getattr(data, "in_channels", None) is not None
+    what = f" at {int(height)}x{int(width)}" if known else ""
     if batch_size and batch_size > 1:
         advice = (f"Try half the batch size: load_data(..., batch_size={batch_size // 2}) "
                   f"(then lr about half as large for SGD).")
@@ -768,8 +590,7 @@ def _out_of_memory(err: BaseException, net: nn.Module, batch_size: int | None,
 @dataclass
 class _EpochSums:
     """The running sums of one epoch. ``window_*`` cover the steps since the last read point
-    and stay on the device (reading them forces a sync, so it happens every ``read_every``
-    steps); a checkpoint inside the epoch stores all of them (``to_checkpoint``)."""
+    and stay on the device (reading them syncs); a checkpoint inside the epoch stores all."""
 
     steps: int = 0
     epoch_loss: float = 0.0
@@ -791,10 +612,11 @@ class _Trainer:
     """What one fit() call trains with; ``step`` and ``batch_size`` move as it trains (fit's
     Ctrl-C and out-of-memory handlers report them)."""
 
-    runner: nn.Module            # the model, or its DataParallel wrapper
+    runner: nn.Module  # the model, or its DataParallel wrapper
     net: nn.Module
     opt: torch.optim.Optimizer
-    sched: _Schedule
+    sched: Any  # an LR scheduler or None
+    per_step: bool  # sched steps after every batch (one-cycle, cyclic), else once per epoch
     scaler: torch.amp.GradScaler
     device: torch.device
     precision: str
@@ -812,23 +634,30 @@ class _Trainer:
     batch_size: int | None
     step: int = 0
 
-    # -- checkpoints
     def save(self, completed_epochs: int, partial: _EpochSums | None = None) -> None:
         """Everything a resumed run needs to continue bit for bit; ``partial``: the sums of
         the unfinished epoch ``completed_epochs + 1``."""
         _save_checkpoint(self.checkpoint, {
             "format": "course_utils.fit/1", "epoch": completed_epochs, "step": self.step,
             "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
-            "scheduler": self.sched.state_dict(),
+            "scheduler": self.sched.state_dict() if self.sched is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "rng": _rng_state(), "history": self.history.to_dict(),
-            "in_epoch": partial.to_checkpoint() if partial is not None else None,
-        })
+            "in_epoch": partial.to_checkpoint() if partial is not None else None})
 
     def restore(self) -> tuple[int, dict | None]:
         """Load the checkpoint; returns (completed epochs, sums of the unfinished epoch)."""
         path = self.checkpoint
-        state = _load_checkpoint(path)
+        hint = (f"Delete {str(path)!r} to start over, or call fit(..., resume=False) to "
+                f"overwrite it.")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # truncated, not a torch file, unpicklable...
+            raise CheckpointError(
+                f"Cannot read the checkpoint {str(path)!r} ({type(err).__name__}: {err}). The file "
+                f"is damaged or not a fit() checkpoint. {hint}") from err
+        if not isinstance(state, dict) or state.get("format") != "course_utils.fit/1":
+            raise CheckpointError(f"{str(path)!r} is not a checkpoint written by fit(). {hint}")
         try:
             self.net.load_state_dict(state["model"])
             self.opt.load_state_dict(state["optimizer"])
@@ -837,7 +666,8 @@ class _Trainer:
                 f"The checkpoint {str(path)!r} does not fit this model/optimizer ({err}). "
                 f"Delete it to start over, or call fit(..., resume=False) to overwrite it."
             ) from err
-        self.sched.load_state_dict(state.get("scheduler"))
+        if self.sched is not None and state.get("scheduler") is not None:
+            self.sched.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         _set_rng_state(state["rng"])
@@ -852,7 +682,6 @@ class _Trainer:
             print(f"[fit] resumed from {path} {where} (step {self.step}).")
         return epoch, in_epoch
 
-    # -- one epoch
     def train_epoch(self, train: Iterable, epoch: int, resume: dict | None) -> dict[str, Any]:
         """One pass over ``train``; returns the epoch's record. ``resume``: the sums saved
         inside this epoch; its steps are skipped (same order: it depends on (seed, epoch))."""
@@ -901,12 +730,10 @@ class _Trainer:
         elapsed = time.perf_counter() - started
         if sums.epoch_seen == 0:
             raise ValueError("The training data yielded no batches (empty data set?).")
-        return {
-            "epoch": epoch + 1, "train_loss": sums.epoch_loss / sums.epoch_seen,
-            "train_acc": sums.epoch_correct / sums.epoch_seen, "lr": _current_lr(self.opt),
-            "train_seconds": elapsed, "train_images": sums.epoch_seen,
-            "images_per_s": sums.epoch_seen / elapsed, "steps": sums.steps,
-        }
+        return {"epoch": epoch + 1, "train_loss": sums.epoch_loss / sums.epoch_seen,
+                "train_acc": sums.epoch_correct / sums.epoch_seen, "lr": _current_lr(self.opt),
+                "train_seconds": elapsed, "train_images": sums.epoch_seen,
+                "images_per_s": sums.epoch_seen / elapsed, "steps": sums.steps}
 
     def _train_step(self, x: torch.Tensor, y: torch.Tensor, train: Any):
         """One optimizer step; returns the batch's mean loss and number of correct
@@ -916,7 +743,11 @@ class _Trainer:
             try:
                 output = self.runner(x)
             except ValueError as err:  # the model's input check: say which data gave it
-                raise _with_data_context(err, train, tuple(x.shape)) from err
+                name = getattr(train, "name", None) or type(train).__name__
+                raise ValueError(
+                    f"{err}\n(fit: the data {name!r} gives images of shape {tuple(x.shape)}; "
+                    f"pass image_size=... / in_channels=... to load_data, or build the model "
+                    f"to match.)") from err
         loss, logits = _loss(output, y, self.label_smoothing, self.aux_weight)
         self.opt.zero_grad(set_to_none=True)
         if self.scaler.is_enabled():
@@ -926,7 +757,8 @@ class _Trainer:
         else:
             loss.backward()
             self.opt.step()
-        self.sched.step_batch()
+        if self.per_step:
+            self.sched.step()
         self.step += 1
         return loss, (logits.detach().argmax(dim=1) == y).sum()
 
@@ -960,7 +792,6 @@ class _Trainer:
         sums.window_seen, sums.window_start = 0, self.step
         return now
 
-    # -- after an epoch
     def end_epoch(self, record: dict[str, Any], test: Iterable | None) -> None:
         """Evaluate, record, report, step a per-epoch schedule, checkpoint."""
         started = time.perf_counter()
@@ -973,7 +804,11 @@ class _Trainer:
             print(f"epoch {record['epoch']}/{self.epochs}: train loss {record['train_loss']:.4f} "
                   f"acc {record['train_acc']:.4f} | test loss {record['test_loss']:.4f} "
                   f"acc {record['test_acc']:.4f} | {record['images_per_s']:.0f} img/s")
-        self.sched.step_epoch(record["test_loss"] if record["test_loss"] is not None
-                              else record["train_loss"])
+        if self.sched is not None and not self.per_step:
+            if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.sched.step(record["test_loss"] if record["test_loss"] is not None
+                                else record["train_loss"])
+            else:
+                self.sched.step()
         if self.checkpoint is not None:
             self.save(record["epoch"])

@@ -56,10 +56,12 @@ def test_notebook_has_the_course_structure(path):
         assert "check" in _tags(cells[i + 1]), f"cell {i + 1} should be the homework check"
     if path.stem == "01_design_patterns":
         return  # a lighter warm-up exercise, no training
-    # 02-07: the graded region is the student's own loop; fit stays out of it. The given part
-    # (before the region) builds the HomeworkRun; the check measures the model itself.
+    # 02-07: the graded region is the student's own loop; fit stays out of it. The given cell
+    # just before it builds the HomeworkRun; the check measures the model itself.
     for i in solution_at:
         given, rest = cells[i].source.split("### BEGIN SOLUTION")
+        assert not given.strip(), "the homework cell holds only the student's region"
+        given = cells[i - 1].source
         region = rest.split("### END SOLUTION")[0]
         for call in ("zero_grad(", "backward(", "step(", "model.train(", "model.eval("):
             assert call in region, f"the student's loop should call {call}"
@@ -131,15 +133,14 @@ def test_papermill_parameters_reach_the_results(name, parameters, tmp_path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_code_cells_are_short_and_use_the_analysis_helpers(path):
-    """A cell a reader takes in at a glance: at most 25 lines. The one exception is the
-    homework cell, whose reference solution (the loop a student writes) is kept whole.
-    Feature maps and shapes come from course_utils.analysis (capture_activations,
-    module_table), not from forward hooks written again in each notebook."""
+    """A cell a reader takes in at a glance: at most 25 lines, the homework's reference
+    solution (the loop a student writes) included. Feature maps and shapes come from
+    course_utils.analysis (capture_activations, module_table), not from forward hooks
+    written again in each notebook."""
     nb = nbformat.read(path, as_version=4)
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
         lines = len(cell.source.splitlines())
-        if "### BEGIN SOLUTION" not in cell.source:
-            assert lines <= 25, f"cell {index} ({cell.id}) has {lines} lines"
+        assert lines <= 25, f"cell {index} ({cell.id}) has {lines} lines"
         assert "register_forward_hook" not in cell.source, f"cell {index}: use analysis"

@@ -135,9 +135,10 @@ def test_student_version_keeps_the_given_lines_and_stubs_the_loop():
 def test_student_versions_of_the_course_notebooks_keep_the_given_part(path):
     student, exercises = tools.make_homework(nbformat.read(path, as_version=4), path.stem)
     assert exercises == 1
-    cell = next(c for c in student.cells if "solution" in c.metadata.get("tags", []))
-    assert "HomeworkRun(" in cell.source
-    assert cell.source.endswith("# YOUR CODE HERE\nraise NotImplementedError()")
+    at = next(i for i, c in enumerate(student.cells) if "solution" in c.metadata.get("tags", []))
+    cell = student.cells[at]
+    assert "HomeworkRun(" in student.cells[at - 1].source  # the given cell just before
+    assert cell.source == "# YOUR CODE HERE\nraise NotImplementedError()"
     assert "zero_grad" not in cell.source and "torch.optim.SGD" not in cell.source
 
 

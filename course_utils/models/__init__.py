@@ -1,15 +1,13 @@
-"""The course's model zoo, one file per architecture, each written to be read beside its
-paper: LeNet-5, AlexNet, VGG, GoogLeNet, ResNet and DenseNet (and the small MNIST CNN
-the course starts with, ``basic_cnn``).
+"""The course's model zoo, one file per architecture, each to be read beside its paper:
+LeNet-5, AlexNet, VGG, GoogLeNet, ResNet, DenseNet (and ``basic_cnn``, the first MNIST CNN).
 
     from course_utils.models import get_model, list_models
     model = get_model("resnet50", num_classes=10)
 
 Every model takes ``num_classes=`` and ``in_channels=``, has ``input_size`` (the paper's
 (C, H, W)) and ``min_input_size`` (smallest H = W it accepts), and raises a ``ValueError``
-that says what it expects when given the wrong image size or channel count.
-
-Variants are keywords of one model, not separate names:
+saying what it expects when given the wrong image size or channel count. Variants are
+keywords of one model, not separate names:
 
 * ``get_model("lenet5", activation="relu", pooling="max")``: the modern LeNet;
   ``c3_table=True``: the paper's partial C3 connections
@@ -22,11 +20,10 @@ Variants are keywords of one model, not separate names:
   networks of the ResNet paper's Section 4.2 (``shortcut="A"`` zero padding or ``"B"``);
   ``cifar_resnet(depth, residual=...)`` for other depths 6n + 2
 
-Pretrained: ``get_model("resnet50", weights="imagenet")`` loads torchvision's published
-ImageNet weights into our model (VGG, ResNet-18...152, DenseNet-121/169/201; the others
-say why they have none). ``imagenet_weights_info(name)`` gives the class names and the
-preprocessing, ``sample_images()`` a few photos to try, ``top_k(model, image, info)`` the
-five best guesses. Details in :mod:`course_utils.models.pretrained`.
+Pretrained (details in :mod:`course_utils.models.pretrained`): ``get_model("resnet50",
+weights="imagenet")`` loads torchvision's ImageNet weights into our VGG, ResNet-18...152
+and DenseNet-121/169/201 (the others say why they have none); ``imagenet_weights_info``,
+``sample_images()`` and ``top_k(model, image, info)`` help try them.
 """
 
 from __future__ import annotations
@@ -73,49 +70,20 @@ from .resnet_cifar import (
     resnet56,
     resnet110,
 )
-from .vgg import (
-    VGG,
-    vgg11,
-    vgg11_bn,
-    vgg13,
-    vgg13_bn,
-    vgg16,
-    vgg16_bn,
-    vgg19,
-    vgg19_bn,
-)
+from .vgg import VGG, vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
-    "basic_cnn": basic_cnn,
-    "lenet5": lenet5,
-    "alexnet": alexnet,
-    "vgg11": vgg11,
-    "vgg13": vgg13,
-    "vgg16": vgg16,
-    "vgg19": vgg19,
-    "vgg11_bn": vgg11_bn,
-    "vgg13_bn": vgg13_bn,
-    "vgg16_bn": vgg16_bn,
-    "vgg19_bn": vgg19_bn,
+    "basic_cnn": basic_cnn, "lenet5": lenet5, "alexnet": alexnet,
+    "vgg11": vgg11, "vgg13": vgg13, "vgg16": vgg16, "vgg19": vgg19,
+    "vgg11_bn": vgg11_bn, "vgg13_bn": vgg13_bn, "vgg16_bn": vgg16_bn, "vgg19_bn": vgg19_bn,
     "googlenet": googlenet,
-    "resnet18": resnet18,
-    "resnet34": resnet34,
-    "resnet50": resnet50,
-    "resnet101": resnet101,
-    "resnet152": resnet152,
+    "resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50,
+    "resnet101": resnet101, "resnet152": resnet152,
     # CIFAR-10 ResNets and plain nets of Section 4.2 (32x32 input, 10 classes by default)
-    "resnet20": resnet20,
-    "resnet32": resnet32,
-    "resnet44": resnet44,
-    "resnet56": resnet56,
+    "resnet20": resnet20, "resnet32": resnet32, "resnet44": resnet44, "resnet56": resnet56,
     "resnet110": resnet110,
-    "plain20": plain20,
-    "plain32": plain32,
-    "plain44": plain44,
-    "plain56": plain56,
-    "densenet121": densenet121,
-    "densenet169": densenet169,
-    "densenet201": densenet201,
+    "plain20": plain20, "plain32": plain32, "plain44": plain44, "plain56": plain56,
+    "densenet121": densenet121, "densenet169": densenet169, "densenet201": densenet201,
     "densenet264": densenet264,
 }
 
@@ -128,18 +96,10 @@ def list_models() -> list[str]:
 def get_model(name: str, weights: str | None = None, **kwargs) -> nn.Module:
     """Build a model by name, e.g. ``get_model("vgg16", num_classes=10)``.
 
-    Keywords go to the model (``num_classes``, ``in_channels`` and the variant options
-    listed in this module's docstring). An unknown name raises ``ValueError`` listing
-    the valid ones.
-
-    ``weights=None`` (default): randomly initialised. ``weights="imagenet"``: torchvision's
-    published ImageNet weights (``IMAGENET1K_V1``; another member name of torchvision's
-    enum such as ``"IMAGENET1K_V2"`` works too), downloaded once and cached. ResNet-50/101/
-    152 then get ``stride_in_3x3=True`` (torchvision's placement, which the weights were
-    trained with); with ``num_classes`` other than 1000 everything but the last layer is
-    loaded. Models without published weights raise ``ValueError`` saying why; a failed
-    download raises :class:`WeightsUnavailableError` saying where to put the file. See
-    :mod:`course_utils.models.pretrained`.
+    Keywords go to the model (``num_classes``, ``in_channels``, the variants in the module
+    docstring); an unknown name raises ``ValueError`` listing the valid ones.
+    ``weights=None``: random initialisation; ``weights="imagenet"``: torchvision's ImageNet
+    weights, downloaded once (the rules are in :mod:`course_utils.models.pretrained`).
     """
     key = name.lower()
     if key not in MODELS:
@@ -150,28 +110,8 @@ def get_model(name: str, weights: str | None = None, **kwargs) -> nn.Module:
 
 
 __all__ = [
-    "MODELS",
-    "NO_WEIGHTS",
-    "PRETRAINED",
-    "AlexNet",
-    "BasicBlock",
-    "BasicCNN",
-    "Bottleneck",
-    "CifarResNet",
-    "DenseNet",
-    "GoogLeNet",
-    "ImageNetWeights",
-    "Inception",
-    "LeNet5",
-    "NaiveInception",
-    "ResNet",
-    "VGG",
-    "WeightsUnavailableError",
-    "cifar_resnet",
-    "get_model",
-    "imagenet_weights_info",
-    "list_models",
-    "load_pretrained",
-    "sample_images",
-    "top_k",
+    "MODELS", "NO_WEIGHTS", "PRETRAINED", "AlexNet", "BasicBlock", "BasicCNN", "Bottleneck",
+    "CifarResNet", "DenseNet", "GoogLeNet", "ImageNetWeights", "Inception", "LeNet5",
+    "NaiveInception", "ResNet", "VGG", "WeightsUnavailableError", "cifar_resnet", "get_model",
+    "imagenet_weights_info", "list_models", "load_pretrained", "sample_images", "top_k",
 ]

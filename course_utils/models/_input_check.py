@@ -13,12 +13,10 @@ from torch import nn
 
 
 def check_input(model: nn.Module, x: torch.Tensor) -> None:
-    """Raise ``ValueError`` unless ``x`` is an (N, C, H, W) batch the model can take.
-
-    Reads three attributes of ``model``: ``in_channels``, ``input_size`` (the native
-    (C, H, W) of the paper) and ``min_input_size`` (smallest H = W that works). A model
-    whose fully connected layers fix the image size (LeNet-5) sets ``exact_input_size``.
-    """
+    """Raise ``ValueError`` unless ``x`` is an (N, C, H, W) batch the model can take, from
+    ``model.in_channels``, ``input_size`` (the paper's (C, H, W)), ``min_input_size``
+    (smallest H = W that works) and ``exact_input_size`` (set where fully connected layers
+    fix the image size, e.g. LeNet-5)."""
     if isinstance(x, torch.fx.Proxy):  # symbolic tracing: there is no shape to check
         return
     name = type(model).__name__
@@ -36,14 +34,13 @@ def check_input(model: nn.Module, x: torch.Tensor) -> None:
             f"got shape {shape}. Build the model with in_channels={x.shape[1]}, or load the "
             f"data with load_data(..., in_channels={model.in_channels})."
         )
-    size = min(x.shape[2], x.shape[3])
     if getattr(model, "exact_input_size", False) and (x.shape[2], x.shape[3]) != (height, width):
         raise ValueError(
             f"{name} expects exactly {height}x{width} images (input {native}), got shape "
             f"{shape}. Resize or pad them in the data layer: "
             f"load_data(..., image_size={height})."
         )
-    if size < model.min_input_size:
+    if min(x.shape[2], x.shape[3]) < model.min_input_size:
         raise ValueError(
             f"{name} needs images of at least {model.min_input_size}x{model.min_input_size} "
             f"(native input {native}), got shape {shape}. Let the data layer resize them: "

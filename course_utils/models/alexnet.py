@@ -28,42 +28,30 @@ from ._input_check import check_input
 
 
 def local_response_norm() -> nn.LocalResponseNorm:
-    """Section 3.3: k = 2, n = 5, alpha = 1e-4, beta = 0.75.
-
-    The paper divides by (k + alpha * sum of squares); PyTorch divides by
-    (k + alpha / n * sum of squares), so PyTorch's alpha is the paper's times n.
-    """
+    """Section 3.3: k = 2, n = 5, alpha = 1e-4, beta = 0.75. The paper divides by
+    (k + alpha * sum of squares), PyTorch by (k + alpha / n * sum): PyTorch's alpha is n x."""
     n = 5
     return nn.LocalResponseNorm(size=n, alpha=1e-4 * n, beta=0.75, k=2.0)
 
 
 class AlexNet(nn.Module):
-    """AlexNet, one tower by default. Options: ``groups=2`` for the paper's two-GPU split,
-    ``lrn=False`` to drop local response normalisation, ``activation="tanh"`` for the
-    saturating units that Section 3.1 / Figure 1 compares ReLU against, ``paper_init=True``
-    for the paper's initialisation.
+    """AlexNet, one tower by default. ``groups=2``: the paper's two-GPU split; ``lrn=False``:
+    no local response normalisation; ``activation="tanh"``: the saturating units Section 3.1
+    / Figure 1 compares ReLU against; ``paper_init=True``: the paper's initialisation.
 
-    Default initialisation: He normal (fan_in) weights and zero biases. PyTorch's default
-    (torchvision's AlexNet) shrinks the signal about 50x through the eight layers and the
-    two LRNs, so a one-epoch run with the paper's SGD settings stays at chance level; the
-    paper's N(0, 0.01) needed many epochs on ImageNet. He et al. 2015 derived the scale that
-    keeps ReLU activations from shrinking layer after layer."""
+    Default initialisation: He normal (fan_in) weights, zero biases, the scale that keeps
+    ReLU activations from shrinking layer after layer (He et al. 2015). PyTorch's default
+    shrinks the signal about 50x through the eight layers and two LRNs, so one epoch with
+    the paper's SGD settings stays at chance; the paper's N(0, 0.01) needed many epochs."""
 
     input_size = (3, 227, 227)
     # Smallest image for which conv5 still leaves a map for the last 3x3 max pool:
     # 67 -> conv1 15 -> pool 7 -> conv2 7 -> pool 3 -> conv3..5 3 -> pool 1.
     min_input_size = 67
 
-    def __init__(
-        self,
-        num_classes: int = 1000,
-        in_channels: int = 3,
-        groups: int = 1,
-        lrn: bool = True,
-        dropout: float = 0.5,
-        paper_init: bool = False,
-        activation: str = "relu",
-    ) -> None:
+    def __init__(self, num_classes: int = 1000, in_channels: int = 3, groups: int = 1,
+                 lrn: bool = True, dropout: float = 0.5, paper_init: bool = False,
+                 activation: str = "relu") -> None:
         super().__init__()
         if activation not in ("relu", "tanh"):
             raise ValueError(f"activation must be 'relu' (paper) or 'tanh', got {activation!r}")
@@ -78,41 +66,29 @@ class AlexNet(nn.Module):
         def norm() -> nn.Module:
             return local_response_norm() if lrn else nn.Identity()
 
+        def pool() -> nn.Module:  # overlapping pooling (Section 3.4)
+            return nn.MaxPool2d(kernel_size=3, stride=2)
+
         # Layers named as in the paper (model.features.conv1, model.classifier.fc6, ...);
         # integer indexing (model.features[0]) works as well.
-        self.features = nn.Sequential(
-            OrderedDict(
-                conv1=nn.Conv2d(in_channels, 96, kernel_size=11, stride=4),  # 227 -> 55
-                act1=act(),
-                norm1=norm(),
-                pool1=nn.MaxPool2d(kernel_size=3, stride=2),  # 55 -> 27
-                conv2=nn.Conv2d(96, 256, kernel_size=5, padding=2, groups=groups),
-                act2=act(),
-                norm2=norm(),
-                pool2=nn.MaxPool2d(kernel_size=3, stride=2),  # 27 -> 13
-                conv3=nn.Conv2d(256, 384, kernel_size=3, padding=1),  # sees both GPUs' maps
-                act3=act(),
-                conv4=nn.Conv2d(384, 384, kernel_size=3, padding=1, groups=groups),
-                act4=act(),
-                conv5=nn.Conv2d(384, 256, kernel_size=3, padding=1, groups=groups),
-                act5=act(),
-                pool5=nn.MaxPool2d(kernel_size=3, stride=2),  # 13 -> 6
-            )
-        )
+        self.features = nn.Sequential(OrderedDict(
+            conv1=nn.Conv2d(in_channels, 96, 11, stride=4), act1=act(), norm1=norm(),  # 55x55
+            pool1=pool(),  # 27x27
+            conv2=nn.Conv2d(96, 256, 5, padding=2, groups=groups), act2=act(), norm2=norm(),
+            pool2=pool(),  # 13x13
+            conv3=nn.Conv2d(256, 384, 3, padding=1), act3=act(),  # sees both GPUs' maps
+            conv4=nn.Conv2d(384, 384, 3, padding=1, groups=groups), act4=act(),
+            conv5=nn.Conv2d(384, 256, 3, padding=1, groups=groups), act5=act(),
+            pool5=pool(),  # 6x6
+        ))
         # 6x6 already at 227x227, so this does nothing there; it lets other sizes through.
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
         # Section 4.2: dropout on the outputs of the first two fully connected layers.
-        self.classifier = nn.Sequential(
-            OrderedDict(
-                fc6=nn.Linear(256 * 6 * 6, 4096),
-                act6=act(),
-                drop6=nn.Dropout(p=dropout),
-                fc7=nn.Linear(4096, 4096),
-                act7=act(),
-                drop7=nn.Dropout(p=dropout),
-                fc8=nn.Linear(4096, num_classes),
-            )
-        )
+        self.classifier = nn.Sequential(OrderedDict(
+            fc6=nn.Linear(256 * 6 * 6, 4096), act6=act(), drop6=nn.Dropout(p=dropout),
+            fc7=nn.Linear(4096, 4096), act7=act(), drop7=nn.Dropout(p=dropout),
+            fc8=nn.Linear(4096, num_classes),
+        ))
         if paper_init:
             self._paper_init()
         else:
@@ -135,9 +111,9 @@ class AlexNet(nn.Module):
             nn.init.ones_(layer.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(self, x)
-        x = self.avgpool(self.features(x))
-        return self.classifier(torch.flatten(x, 1))
+        check_input(self, x)  # shapes for a 227x227 input
+        x = self.avgpool(self.features(x))  # 256 x 6 x 6
+        return self.classifier(torch.flatten(x, 1))  # num_classes
 
 
 def alexnet(**kwargs) -> AlexNet:

@@ -10,8 +10,8 @@ material (chapter 5, convolutional networks), before any of the famous architect
     FC 100, ReLU, FC num_classes
 
 123,222 parameters for 10 classes. The two halves, ``features`` (convolutions: what to
-look for) and ``classifier`` (fully connected: how to decide), are the pattern every
-later model in the course follows.
+look for) and ``classifier`` (fully connected: how to decide), are the pattern of every
+later model in the course.
 """
 
 from __future__ import annotations
@@ -35,27 +35,21 @@ class BasicCNN(nn.Module):
         self.in_channels = in_channels
         self.input_size = (in_channels, 28, 28)
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 16, kernel_size=5),  # 28 -> 24
-            nn.ReLU(),
-            nn.Conv2d(16, 32, kernel_size=5),  # 24 -> 20
-            nn.ReLU(),
+            nn.Conv2d(in_channels, 16, kernel_size=5), nn.ReLU(),  # 28 -> 24
+            nn.Conv2d(16, 32, kernel_size=5), nn.ReLU(),  # 24 -> 20
             nn.MaxPool2d(kernel_size=2, stride=2),  # 20 -> 10
-            nn.Conv2d(32, 64, kernel_size=5),  # 10 -> 6
-            nn.ReLU(),
+            nn.Conv2d(32, 64, kernel_size=5), nn.ReLU(),  # 10 -> 6
             nn.MaxPool2d(kernel_size=2, stride=2),  # 6 -> 3
         )
+        # Flatten keeps the batch dimension whatever its size. Writing x.view(batch_size, -1)
+        # with a fixed batch_size breaks on the last, smaller batch.
         self.classifier = nn.Sequential(
-            # Flatten keeps the batch dimension whatever its size. Writing
-            # x.view(batch_size, -1) with a fixed batch_size breaks on the last, smaller batch.
-            nn.Flatten(),
-            nn.Linear(64 * 3 * 3, 100),
-            nn.ReLU(),
-            nn.Linear(100, num_classes),
+            nn.Flatten(), nn.Linear(64 * 3 * 3, 100), nn.ReLU(), nn.Linear(100, num_classes)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x)
-        return self.classifier(self.features(x))
+        return self.classifier(self.features(x))  # 64 x 3 x 3 -> num_classes
 
 
 def basic_cnn(**kwargs) -> BasicCNN:

@@ -12,12 +12,10 @@ convolutional networks", Table 1, ImageNet architectures, growth rate k = 32).
               BN-ReLU, global average pool, FC num_classes
 
 Every layer of a block sees the concatenation of the block input and all earlier
-layers' outputs, and adds k new channels ("growth rate"). The 1x1 "bottleneck" (B)
-and the transitions' compression 0.5 (C) make it DenseNet-BC.
-
-Module names equal torchvision's (``features.denseblock1.denselayer1.conv1``, ...), so
-its state dicts load directly. Parameters at 1000 classes: 7,978,856 / 14,149,480 /
-20,013,928 / 33,337,704.
+layers' outputs, and adds k new channels ("growth rate"). The 1x1 "bottleneck" (B) and
+the transitions' compression 0.5 (C) make it DenseNet-BC. Module names equal
+torchvision's, so its state dicts load directly. Parameters at 1000 classes: 7,978,856 /
+14,149,480 / 20,013,928 / 33,337,704.
 """
 
 from __future__ import annotations
@@ -82,31 +80,21 @@ class DenseNet(nn.Module):
     # pooling. (The paper's CIFAR DenseNets are a different, three-block design.)
     min_input_size = 32
 
-    def __init__(
-        self,
-        block_config: tuple[int, int, int, int],
-        growth_rate: int = 32,
-        num_classes: int = 1000,
-        in_channels: int = 3,
-        compression: float = 0.5,
-    ) -> None:
+    def __init__(self, block_config: tuple[int, int, int, int], growth_rate: int = 32,
+                 num_classes: int = 1000, in_channels: int = 3,
+                 compression: float = 0.5) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.input_size = (in_channels, 224, 224)
         channels = 2 * growth_rate  # the stem's width (Section 3, "Implementation details")
-        self.features = nn.Sequential(
-            OrderedDict(
-                conv0=nn.Conv2d(in_channels, channels, 7, stride=2, padding=3, bias=False),
-                norm0=nn.BatchNorm2d(channels),
-                relu0=nn.ReLU(inplace=True),
-                pool0=nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
-            )
-        )
-        for i, num_layers in enumerate(block_config, start=1):
-            self.features.add_module(
-                f"denseblock{i}", DenseBlock(num_layers, channels, growth_rate)
-            )
-            channels += num_layers * growth_rate
+        self.features = nn.Sequential(OrderedDict(
+            conv0=nn.Conv2d(in_channels, channels, 7, stride=2, padding=3, bias=False),
+            norm0=nn.BatchNorm2d(channels), relu0=nn.ReLU(inplace=True),
+            pool0=nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+        ))
+        for i, layers in enumerate(block_config, start=1):
+            self.features.add_module(f"denseblock{i}", DenseBlock(layers, channels, growth_rate))
+            channels += layers * growth_rate
             if i < len(block_config):
                 reduced = int(channels * compression)
                 self.features.add_module(f"transition{i}", Transition(channels, reduced))
@@ -127,27 +115,24 @@ class DenseNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(self, x)
-        x = F.relu(self.features(x))  # the final BN (norm5) is followed by ReLU
-        x = F.adaptive_avg_pool2d(x, 1)
-        return self.classifier(torch.flatten(x, 1))
+        check_input(self, x)  # shapes for a 224x224 input; C = 1024 for DenseNet-121
+        x = F.relu(self.features(x))  # C x 7 x 7; the final BN (norm5) is followed by ReLU
+        x = F.adaptive_avg_pool2d(x, 1)  # C x 1 x 1
+        return self.classifier(torch.flatten(x, 1))  # num_classes
 
 
+# Table 1: the layers in each of the four dense blocks, k = 32.
 def densenet121(**kwargs) -> DenseNet:
-    """DenseNet-121 (Table 1): blocks of 6, 12, 24, 16 layers, k = 32."""
     return DenseNet((6, 12, 24, 16), **kwargs)
 
 
 def densenet169(**kwargs) -> DenseNet:
-    """DenseNet-169 (Table 1): blocks of 6, 12, 32, 32 layers, k = 32."""
     return DenseNet((6, 12, 32, 32), **kwargs)
 
 
 def densenet201(**kwargs) -> DenseNet:
-    """DenseNet-201 (Table 1): blocks of 6, 12, 48, 32 layers, k = 32."""
     return DenseNet((6, 12, 48, 32), **kwargs)
 
 
 def densenet264(**kwargs) -> DenseNet:
-    """DenseNet-264 (Table 1): blocks of 6, 12, 64, 48 layers, k = 32."""
     return DenseNet((6, 12, 64, 48), **kwargs)

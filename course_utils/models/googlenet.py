@@ -14,15 +14,12 @@ Table 1, Figures 2 and 3, Section 5).
 
 The attribute names are the rows of Table 1, so per-row parameters and multiply-adds
 can be read off ``named_children()``; the multiply-adds match Table 1's "ops" column
-(inception 5a: 51M computed, the table prints 54M). As in the paper there is no batch normalisation
-(it came later, in Inception-v2); every convolution, including the 1x1 reductions, is
-followed by ReLU. 6,998,552 parameters at 1000 classes, 13,378,280 with the two
-auxiliary classifiers (``aux_logits=True``), which training adds to the loss with
-weight 0.3 and inference throws away.
-
-Differences from torchvision's ``googlenet`` (which follows a later re-implementation):
-no batch norm, the "5x5" branch really uses a 5x5 convolution, LRN as in the paper, and
-the auxiliary heads pool 5x5 / 3 as Section 5 says.
+(inception 5a: 51M computed, the table prints 54M). No batch normalisation (it came in
+Inception-v2); every convolution, the 1x1 reductions included, is followed by ReLU.
+6,998,552 parameters at 1000 classes, 13,378,280 with the two auxiliary classifiers
+(``aux_logits=True``), which training adds to the loss with weight 0.3 and inference
+throws away. torchvision's ``googlenet`` follows a later re-implementation: batch norm,
+3x3 in the "5x5" branch, no LRN, other auxiliary pooling.
 """
 
 from __future__ import annotations
@@ -52,12 +49,9 @@ INCEPTION_TABLE: dict[str, tuple[int, int, int, int, int, int]] = {
 class ConvReLU(nn.Sequential):
     """Convolution followed by ReLU: the paper's unit for every convolution."""
 
-    def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1
-    ) -> None:
-        conv = nn.Conv2d(
-            in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2
-        )
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
+                 stride: int = 1) -> None:
+        conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2)
         super().__init__(OrderedDict(conv=conv, relu=nn.ReLU(inplace=True)))
 
 
@@ -84,27 +78,16 @@ class Inception(nn.Module):
     """Figure 2(b), the module of Table 1: 1x1 convolutions reduce the channels before
     the 3x3 and 5x5 convolutions and project the pooled features."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        ch1x1: int,
-        ch3x3reduce: int,
-        ch3x3: int,
-        ch5x5reduce: int,
-        ch5x5: int,
-        pool_proj: int,
-    ) -> None:
+    def __init__(self, in_channels: int, ch1x1: int, ch3x3reduce: int, ch3x3: int,
+                 ch5x5reduce: int, ch5x5: int, pool_proj: int) -> None:
         super().__init__()
         self.branch1x1 = ConvReLU(in_channels, ch1x1, 1)
-        self.branch3x3 = nn.Sequential(
-            ConvReLU(in_channels, ch3x3reduce, 1), ConvReLU(ch3x3reduce, ch3x3, 3)
-        )
-        self.branch5x5 = nn.Sequential(
-            ConvReLU(in_channels, ch5x5reduce, 1), ConvReLU(ch5x5reduce, ch5x5, 5)
-        )
-        self.branch_pool = nn.Sequential(
-            nn.MaxPool2d(3, stride=1, padding=1), ConvReLU(in_channels, pool_proj, 1)
-        )
+        self.branch3x3 = nn.Sequential(ConvReLU(in_channels, ch3x3reduce, 1),
+                                       ConvReLU(ch3x3reduce, ch3x3, 3))
+        self.branch5x5 = nn.Sequential(ConvReLU(in_channels, ch5x5reduce, 1),
+                                       ConvReLU(ch5x5reduce, ch5x5, 5))
+        self.branch_pool = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1),
+                                         ConvReLU(in_channels, pool_proj, 1))
         self.out_channels = ch1x1 + ch3x3 + ch5x5 + pool_proj
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -113,11 +96,9 @@ class Inception(nn.Module):
 
 
 class InceptionAux(nn.Module):
-    """Section 5: an auxiliary classifier on top of inception 4a or 4d.
-
-    5x5 average pooling with stride 3 (14x14 -> 4x4), 1x1 convolution with 128 filters
-    and ReLU, FC 1024 with ReLU, dropout 0.7, FC num_classes.
-    """
+    """Section 5: an auxiliary classifier on top of inception 4a or 4d. 5x5 average pooling
+    with stride 3 (14x14 -> 4x4), 1x1 convolution with 128 filters and ReLU, FC 1024 with
+    ReLU, dropout 0.7, FC num_classes."""
 
     def __init__(self, in_channels: int, num_classes: int) -> None:
         super().__init__()
@@ -129,10 +110,10 @@ class InceptionAux(nn.Module):
         self.fc2 = nn.Linear(1024, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # The adaptive pooling is a no-op for 224x224 images (already 4x4); it keeps the
-        # 2048 inputs of fc1 valid at other image sizes.
-        x = F.adaptive_avg_pool2d(self.pool(x), 4)
-        x = torch.flatten(self.conv(x), 1)
+        # The adaptive pooling is a no-op at 224x224 (already 4x4); it keeps fc1's 2048
+        # inputs valid at other image sizes.
+        x = F.adaptive_avg_pool2d(self.pool(x), 4)  # 512 or 528 x 4 x 4
+        x = torch.flatten(self.conv(x), 1)  # 128 x 4 x 4 = 2048
         return self.fc2(self.dropout(self.relu(self.fc1(x))))
 
 
@@ -152,14 +133,8 @@ class GoogLeNet(nn.Module):
     min_input_size = 32
     min_input_size_aux = 79
 
-    def __init__(
-        self,
-        num_classes: int = 1000,
-        in_channels: int = 3,
-        aux_logits: bool = False,
-        lrn: bool = True,
-        dropout: float = 0.4,
-    ) -> None:
+    def __init__(self, num_classes: int = 1000, in_channels: int = 3, aux_logits: bool = False,
+                 lrn: bool = True, dropout: float = 0.4) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.input_size = (in_channels, 224, 224)
@@ -174,7 +149,7 @@ class GoogLeNet(nn.Module):
         self.conv1 = ConvReLU(in_channels, 64, 7, stride=2)
         self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
         self.lrn1 = norm()
-        self.conv2 = nn.Sequential(
+        self.conv2 = nn.Sequential(  # 1x1 reduce, then 3x3
             OrderedDict(reduce=ConvReLU(64, 64, 1), conv=ConvReLU(64, 192, 3))
         )
         self.lrn2 = norm()
@@ -231,9 +206,7 @@ class GoogLeNet(nn.Module):
         x = self.inception5b(x)  # 1024 x 7 x 7
         x = torch.flatten(self.avgpool(x), 1)  # 1024
         logits = self.fc(self.dropout(x))  # num_classes
-        if with_aux:
-            return logits, aux1, aux2
-        return logits
+        return (logits, aux1, aux2) if with_aux else logits
 
 
 def googlenet(**kwargs) -> GoogLeNet:

@@ -13,11 +13,11 @@ document recognition", Section II.B and Fig. 2).
 61,706 parameters for 10 classes (the paper says "about 60,000").
 
 Simplifications that every modern re-implementation makes, and that do not change the
-layer sizes: S2/S4 are plain average pooling (the paper's subsampling units also have
-a trainable coefficient and bias), C3 connects to all six S2 maps (``c3_table=True``
-gives the paper's Table I, which connects each C3 map to a subset), the
-activation is plain ``tanh`` (the paper scales it, 1.7159 tanh(2x/3)), and the output
-is a linear layer trained with cross-entropy (the paper uses Euclidean RBF units).
+layer sizes: S2/S4 are plain average pooling (the paper's subsampling units also have a
+trainable coefficient and bias), C3 connects to all six S2 maps (``c3_table=True``: the
+paper's Table I, a subset per C3 map), the activation is plain ``tanh`` (the paper scales
+it, 1.7159 tanh(2x/3)), and the output is a linear layer trained with cross-entropy (the
+paper uses Euclidean RBF units).
 """
 
 from __future__ import annotations
@@ -65,14 +65,8 @@ class LeNet5(nn.Module):
     # C5 is a 5x5 convolution that must see exactly 5x5 maps, so the image size is fixed.
     exact_input_size = True
 
-    def __init__(
-        self,
-        num_classes: int = 10,
-        in_channels: int = 1,
-        activation: str = "tanh",
-        pooling: str = "avg",
-        c3_table: bool = False,
-    ) -> None:
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, activation: str = "tanh",
+                 pooling: str = "avg", c3_table: bool = False) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
@@ -83,30 +77,22 @@ class LeNet5(nn.Module):
         act, pool = ACTIVATIONS[activation], POOLINGS[pooling]
 
         # Named as in the paper (C1, S2, ...), so e.g. model.features.c1 holds C1's filters.
-        self.features = nn.Sequential(
-            OrderedDict(
-                c1=nn.Conv2d(in_channels, 6, kernel_size=5),  # 32 -> 28
-                c1_act=act(),
-                s2=pool(kernel_size=2, stride=2),  # 28 -> 14
-                c3=C3PartialConv() if c3_table else nn.Conv2d(6, 16, kernel_size=5),  # -> 10
-                c3_act=act(),
-                s4=pool(kernel_size=2, stride=2),  # 10 -> 5
-                c5=nn.Conv2d(16, 120, kernel_size=5),  # 5 -> 1
-                c5_act=act(),
-            )
-        )
-        self.classifier = nn.Sequential(
-            OrderedDict(
-                flatten=nn.Flatten(),
-                f6=nn.Linear(120, 84),
-                f6_act=act(),
-                output=nn.Linear(84, num_classes),
-            )
-        )
+        self.features = nn.Sequential(OrderedDict(
+            c1=nn.Conv2d(in_channels, 6, kernel_size=5), c1_act=act(),  # 32 -> 28
+            s2=pool(kernel_size=2, stride=2),  # 28 -> 14
+            c3=C3PartialConv() if c3_table else nn.Conv2d(6, 16, kernel_size=5),  # 14 -> 10
+            c3_act=act(),
+            s4=pool(kernel_size=2, stride=2),  # 10 -> 5
+            c5=nn.Conv2d(16, 120, kernel_size=5), c5_act=act(),  # 5 -> 1
+        ))
+        self.classifier = nn.Sequential(OrderedDict(
+            flatten=nn.Flatten(), f6=nn.Linear(120, 84), f6_act=act(),
+            output=nn.Linear(84, num_classes),
+        ))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self, x)
-        return self.classifier(self.features(x))
+        return self.classifier(self.features(x))  # 120 x 1 x 1 -> num_classes
 
 
 def lenet5(**kwargs) -> LeNet5:

@@ -6,40 +6,25 @@
     for name, image in sample_images():
         print(name, top_k(model, image, info))
 
-Which models can have them. Our VGG, ResNet and DenseNet compute exactly what
-torchvision's do (tests/test_models.py), so torchvision's trained weights fit them:
-vgg11/13/16/19 (and ``_bn``), resnet18/34/50/101/152, densenet121/169/201. The others
-have no weights to fit, and :data:`NO_WEIGHTS` says why for each: our AlexNet and
-GoogLeNet follow their papers, torchvision's do not, so the same name means a different
-network.
+Our VGG, ResNet and DenseNet compute exactly what torchvision's do (tests/test_models.py),
+so torchvision's trained weights fit them; :data:`NO_WEIGHTS` says why the others have none
+(our AlexNet and GoogLeNet follow their papers, torchvision's do not).
 
-ResNet-50/101/152: torchvision's bottlenecks stride the 3x3 convolution ("v1.5"), the
-paper strides the first 1x1. The weights were trained with torchvision's placement and
-give wrong answers with the paper's, so ``weights="imagenet"`` sets
-``stride_in_3x3=True`` itself, and refuses an explicit ``stride_in_3x3=False``.
-(ResNet-18/34 have no 1x1 convolutions: the question does not arise.)
+* ResNet-50/101/152: the weights were trained with torchvision's stride placement ("v1.5",
+  stride in the 3x3) and give wrong answers with the paper's (stride in the first 1x1), so
+  ``weights="imagenet"`` sets ``stride_in_3x3=True`` and refuses ``stride_in_3x3=False``.
+* ``weights="imagenet"`` is torchvision's ``IMAGENET1K_V1`` (the original recipe, whose
+  accuracies :data:`course_utils.papers.TORCHVISION` lists); enum member names such as
+  ``"IMAGENET1K_V2"`` (a much longer modern recipe: 80.9% top-1 for ResNet-50) or
+  ``"DEFAULT"`` work too.
+* ``num_classes`` other than 1000: all but the last layer is loaded, which keeps its fresh
+  initialisation. ``in_channels`` must stay 3. Options that change the architecture
+  (``lrn=True``, ``config="C"``, VGG's ``pool_size``...) raise an error listing the misfits.
 
-``weights="imagenet"`` means torchvision's ``IMAGENET1K_V1``: the original training
-recipe, whose accuracies :data:`course_utils.papers.TORCHVISION` lists. A member name of
-torchvision's weights enum is accepted too, e.g. ``"IMAGENET1K_V2"`` (ResNet-50 and up:
-a much longer modern recipe, 80.9% top-1 for ResNet-50) or ``"DEFAULT"`` (the best one).
-
-``num_classes``: the published weights end in a 1000-class layer. With any other
-``num_classes`` (fine-tuning on CIFAR-10, say) everything but that last layer is loaded
-and the last layer keeps the model's own fresh initialisation. ``in_channels`` must stay
-3 (the weights expect RGB: repeat a grey image to three channels instead). Options that
-change the architecture (``lrn=True``, ``config="C"``, VGG's ``pool_size`` or
-``classifier_width``) raise an error listing the parameters that do not fit.
-
-How the weights get in. torchvision downloads them
-(:meth:`~torchvision.models.WeightsEnum.get_state_dict`: once, into
-``torch.hub.get_dir()/checkpoints``, checking the file's hash), and
-:func:`to_course_state_dict` renames torchvision's keys to ours. Our modules were named
-after torchvision's, so almost every key is already ours; the exceptions are in
-:data:`PRETRAINED` (DenseNet's old checkpoint keys). Before loading, every name and shape
-is compared, and ``load_state_dict(strict=True)`` then guarantees that no parameter was
-left out. Offline, :class:`WeightsUnavailableError` says where the file has to go and how
-to put it there on Kaggle or Colab.
+torchvision downloads the file once (into ``torch.hub.get_dir()/checkpoints``, hash
+checked), :func:`to_course_state_dict` renames its keys to ours (only DenseNet's old keys
+differ), and a strict load guarantees that no parameter was left out. Offline,
+:class:`WeightsUnavailableError` says where the file has to go (also on Kaggle or Colab).
 """
 
 from __future__ import annotations
@@ -76,33 +61,23 @@ class PretrainedSpec:
     """How torchvision's weights for one model become ours."""
 
     torchvision_name: str
-    # The final 1000-class layer: the only part that a different num_classes replaces.
-    head: str
-    # torchvision key -> our key, as (regex, replacement) pairs applied in order. Empty
-    # where the module names are the same (VGG and ResNet were written to match).
+    head: str  # the final 1000-class layer: the only part a different num_classes replaces
+    # torchvision key -> our key, as (regex, replacement) pairs applied in order.
     renames: tuple[tuple[str, str], ...] = ()
-    # Keywords the weights need (ResNet-50+: torchvision's stride placement).
-    required: dict[str, Any] = field(default_factory=dict)
+    required: dict[str, Any] = field(default_factory=dict)  # keywords the weights need
 
 
-_V15 = {"stride_in_3x3": True}
+_V15 = {"stride_in_3x3": True}  # ResNet-50+: torchvision's stride placement
 
 PRETRAINED: dict[str, PretrainedSpec] = {
-    **{
-        name: PretrainedSpec(name, head="classifier.6")  # FC-4096, FC-4096, FC-1000
-        for name in (
-            "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"
-        )
-    },
-    "resnet18": PretrainedSpec("resnet18", head="fc"),
-    "resnet34": PretrainedSpec("resnet34", head="fc"),
-    "resnet50": PretrainedSpec("resnet50", head="fc", required=_V15),
-    "resnet101": PretrainedSpec("resnet101", head="fc", required=_V15),
-    "resnet152": PretrainedSpec("resnet152", head="fc", required=_V15),
-    **{
-        name: PretrainedSpec(name, head="classifier", renames=(_DENSENET_OLD_KEYS,))
-        for name in ("densenet121", "densenet169", "densenet201")
-    },
+    **{name: PretrainedSpec(name, head="classifier.6")  # FC-4096, FC-4096, FC-1000
+       for name in ("vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn",
+                    "vgg19_bn")},
+    **{name: PretrainedSpec(name, head="fc") for name in ("resnet18", "resnet34")},
+    **{name: PretrainedSpec(name, head="fc", required=_V15)
+       for name in ("resnet50", "resnet101", "resnet152")},
+    **{name: PretrainedSpec(name, head="classifier", renames=(_DENSENET_OLD_KEYS,))
+       for name in ("densenet121", "densenet169", "densenet201")},
 }  # fmt: skip
 
 _CIFAR = (
@@ -132,13 +107,8 @@ NO_WEIGHTS: dict[str, str] = {
         "every convolution): a different network whose weights do not fit ours. Use "
         "torchvision.models.googlenet(weights='IMAGENET1K_V1') to try the pretrained variant"
     ),
-    **{
-        name: _CIFAR
-        for name in (
-            "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
-            "plain20", "plain32", "plain44", "plain56",
-        )
-    },
+    **{name: _CIFAR for name in ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
+                                 "plain20", "plain32", "plain44", "plain56")},
     "densenet264": (
         "torchvision publishes no DenseNet-264 weights (only densenet121, 161, 169, 201; "
         "161 is a k = 48 variant the course does not build). Use densenet121/169/201"
@@ -148,9 +118,6 @@ NO_WEIGHTS: dict[str, str] = {
 
 class WeightsUnavailableError(OSError):
     """The weights could not be downloaded; the message says how to provide the file."""
-
-
-# ------------------------------------------------------------------ which weights, where
 
 
 def _spec(name: str) -> PretrainedSpec:
@@ -166,12 +133,8 @@ def _spec(name: str) -> PretrainedSpec:
 
 def torchvision_weights(name: str, weights: str = IMAGENET) -> torchvision.models.WeightsEnum:
     """torchvision's weights enum member for a course model (nothing is downloaded).
-
-    ``weights``: ``"imagenet"`` (= ``IMAGENET1K_V1``) or a member name of torchvision's
-    enum (``"IMAGENET1K_V2"``, ``"DEFAULT"``).
-    """
-    spec = _spec(name)
-    enum = torchvision.models.get_model_weights(spec.torchvision_name)
+    ``weights``: ``"imagenet"`` (= ``IMAGENET1K_V1``) or a member name of the enum."""
+    enum = torchvision.models.get_model_weights(_spec(name).torchvision_name)
     member = "IMAGENET1K_V1" if weights.lower() == IMAGENET else weights.upper()
     try:
         chosen = enum[member]  # "DEFAULT" is an alias member of every enum
@@ -196,20 +159,15 @@ def cache_path(weights: torchvision.models.WeightsEnum) -> Path:
 
 @dataclass(frozen=True)
 class ImageNetWeights:
-    """What a notebook needs to use the weights of one model.
-
-    ``categories``: the 1000 ImageNet class names in output order (``logits[i]`` is
-    ``categories[i]``). ``transforms``: PIL image (or uint8 tensor) -> normalised float
-    tensor, exactly the evaluation preprocessing (resize 256, centre crop 224, ImageNet
-    mean/std for IMAGENET1K_V1). ``top1``/``top5``: the accuracy (%) torchvision measured
-    on the ImageNet validation set with that preprocessing (single crop).
-    """
+    """What a notebook needs to use the weights of one model."""
 
     model: str
     weights: torchvision.models.WeightsEnum
-    categories: list[str]
+    categories: list[str]  # the 1000 class names in output order: logits[i] is categories[i]
+    # PIL image (or uint8 tensor) -> normalised float tensor: exactly the evaluation
+    # preprocessing (resize 256, centre crop 224, ImageNet mean/std for IMAGENET1K_V1)
     transforms: Callable[[Any], torch.Tensor]
-    top1: float
+    top1: float  # accuracy (%) torchvision measured on ImageNet's validation set, one crop
     top5: float
     url: str
     file: Path  # where the download is cached
@@ -222,30 +180,19 @@ class ImageNetWeights:
 
 
 def imagenet_weights_info(name: str, weights: str = IMAGENET) -> ImageNetWeights:
-    """Class names, preprocessing and published accuracy of a model's ImageNet weights.
-
-    Read from torchvision's weights metadata; nothing is downloaded.
-    """
+    """Class names, preprocessing and published accuracy of a model's ImageNet weights,
+    read from torchvision's weights metadata; nothing is downloaded."""
     chosen = torchvision_weights(name, weights)
     metrics = chosen.meta["_metrics"]["ImageNet-1K"]
     return ImageNetWeights(
-        model=name.lower(),
-        weights=chosen,
-        categories=list(chosen.meta["categories"]),
-        transforms=chosen.transforms(),
-        top1=metrics["acc@1"],
-        top5=metrics["acc@5"],
-        url=chosen.url,
-        file=cache_path(chosen),
+        model=name.lower(), weights=chosen, categories=list(chosen.meta["categories"]),
+        transforms=chosen.transforms(), top1=metrics["acc@1"], top5=metrics["acc@5"],
+        url=chosen.url, file=cache_path(chosen),
     )
 
 
-# ------------------------------------------------------------------ download
-
-
-def download_state_dict(
-    weights: torchvision.models.WeightsEnum, progress: bool = True
-) -> dict[str, torch.Tensor]:
+def download_state_dict(weights: torchvision.models.WeightsEnum,
+                        progress: bool = True) -> dict[str, torch.Tensor]:
     """torchvision's state dict for ``weights``: from the cache, else downloaded (hash
     checked). Offline, a :class:`WeightsUnavailableError` explains how to add the file."""
     try:
@@ -278,9 +225,6 @@ def _offline_message(weights: torchvision.models.WeightsEnum, err: Exception) ->
     )
 
 
-# ------------------------------------------------------------------ names and loading
-
-
 def to_course_state_dict(name: str, state_dict: dict[str, torch.Tensor]) -> dict:
     """torchvision's keys -> ours, per :data:`PRETRAINED`'s ``renames``; values untouched."""
     renames = _spec(name).renames
@@ -298,59 +242,34 @@ def _check_fits(model: nn.Module, state: dict, name: str, kwargs: dict) -> None:
     """Same keys, same shapes, or an error that lists the differences (a model built with
     options that change the architecture cannot take the standard weights)."""
     ours = model.state_dict()
-    missing = sorted(set(ours) - set(state))
-    unexpected = sorted(set(state) - set(ours))
-    wrong = sorted(
-        f"{k}: ours {tuple(ours[k].shape)}, weights {tuple(state[k].shape)}"
-        for k in set(ours) & set(state)
-        if ours[k].shape != state[k].shape
-    )
-    if not (missing or unexpected or wrong):
-        return
-
-    def first(items: list[str]) -> str:
-        more = f" ... ({len(items)} in all)" if len(items) > 5 else ""
-        return ", ".join(items[:5]) + more
-
-    problems = [
-        f"{label}: {first(items)}"
-        for label, items in (
-            ("missing from the weights", missing),
-            ("not in the model", unexpected),
-            ("different shapes", wrong),
+    differences = {
+        "missing from the weights": sorted(set(ours) - set(state)),
+        "not in the model": sorted(set(state) - set(ours)),
+        "different shapes": sorted(
+            f"{k}: ours {tuple(ours[k].shape)}, weights {tuple(state[k].shape)}"
+            for k in set(ours) & set(state)
+            if ours[k].shape != state[k].shape
+        ),
+    }
+    problems = []
+    for label, items in differences.items():
+        if items:
+            more = f" ... ({len(items)} in all)" if len(items) > 5 else ""
+            problems.append(f"{label}: {', '.join(items[:5])}{more}")
+    if problems:
+        options = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "none"
+        raise ValueError(
+            f"torchvision's weights do not fit {name} built with options ({options}): "
+            + "; ".join(problems)
+            + ". The weights are for the standard architecture: leave out options that change "
+            "it (lrn, config, pool_size, classifier_width, block sizes ...)."
         )
-        if items
-    ]
-    options = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "none"
-    raise ValueError(
-        f"torchvision's weights do not fit {name} built with options ({options}): "
-        + "; ".join(problems)
-        + ". The weights are for the standard architecture: leave out options that change "
-        "it (lrn, config, pool_size, classifier_width, block sizes ...)."
-    )
 
 
-def _fill_num_batches_tracked(model: nn.Module, state: dict) -> None:
-    # Checkpoints saved before PyTorch 0.4.1 have no BatchNorm "num_batches_tracked"
-    # counter. It only matters when training with momentum=None; 0 is what BatchNorm
-    # itself assumes for such files. Added explicitly so that the strict check can be strict.
-    for key, value in model.state_dict().items():
-        if key.endswith("num_batches_tracked") and key not in state:
-            state[key] = torch.zeros_like(value, device="cpu")
-
-
-def load_pretrained(
-    name: str,
-    factory: Callable[..., nn.Module],
-    weights: str = IMAGENET,
-    progress: bool = True,
-    **kwargs: Any,
-) -> nn.Module:
-    """Build ``factory(**kwargs)`` and load torchvision's ImageNet weights into it.
-
-    ``get_model(name, weights=...)`` calls this; see the module docstring for the rules
-    (ResNet-50+ stride placement, ``num_classes``, ``in_channels``).
-    """
+def load_pretrained(name: str, factory: Callable[..., nn.Module], weights: str = IMAGENET,
+                    progress: bool = True, **kwargs: Any) -> nn.Module:
+    """Build ``factory(**kwargs)`` and load torchvision's ImageNet weights into it (what
+    ``get_model(name, weights=...)`` does; the rules are in the module docstring)."""
     spec = _spec(name)
     chosen = torchvision_weights(name, weights)  # a bad name fails before any download
     for key, needed in spec.required.items():
@@ -368,51 +287,43 @@ def load_pretrained(
             f"ImageNet weights expect RGB input (in_channels=3), got in_channels="
             f"{kwargs['in_channels']}. For grey images repeat the channel: x.expand(-1, 3, -1, -1)."
         )
-    num_classes = kwargs.get("num_classes", IMAGENET_CLASSES)
+    new_head = kwargs.get("num_classes", IMAGENET_CLASSES) != IMAGENET_CLASSES
 
     state = to_course_state_dict(name, download_state_dict(chosen, progress))
-    if num_classes == IMAGENET_CLASSES:
+    if new_head:
+        # Built normally (the head gets the model's own initialisation); that head goes into
+        # the state dict in place of the 1000-class one, so the load can stay strict.
+        model = factory(**kwargs)
+        own = model.state_dict()
+        for key in [k for k in state if k.startswith(spec.head + ".")]:
+            state[key] = own[key]
+    else:
         # Every parameter comes from the file, so the model is built on the meta device
         # (no memory, no random initialisation: 0.5 GB and a second or two saved for VGG)
         # and the file's tensors are assigned in place of the empty ones.
         with torch.device("meta"):
             model = factory(**kwargs)
-        _fill_num_batches_tracked(model, state)
-        _check_fits(model, state, name, kwargs)
-        model.load_state_dict(state, strict=True, assign=True)
-        leftover = [
-            n for n, t in chain(model.named_parameters(), model.named_buffers()) if t.is_meta
-        ]
+    # Checkpoints saved before PyTorch 0.4.1 have no BatchNorm "num_batches_tracked"
+    # counter. It only matters when training with momentum=None; 0 is what BatchNorm
+    # itself assumes for such files. Added explicitly so that the strict check can be strict.
+    for key, value in model.state_dict().items():
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = torch.zeros_like(value, device="cpu")
+    _check_fits(model, state, name, kwargs)
+    model.load_state_dict(state, strict=True, assign=not new_head)
+    if not new_head:
+        tensors = chain(model.named_parameters(), model.named_buffers())
+        leftover = [n for n, t in tensors if t.is_meta]
         if leftover:  # a tensor outside the state dict: a bug here, not the user's
             raise RuntimeError(f"{name}: not loaded from the weights: {leftover}")
-    else:
-        # A new head: build normally (the head gets the model's own initialisation), then
-        # put that head into the state dict in place of the 1000-class one, so that the
-        # load can still be strict about everything else.
-        model = factory(**kwargs)
-        own = model.state_dict()
-        for key in [k for k in state if k.startswith(spec.head + ".")]:
-            state[key] = own[key]
-        _fill_num_batches_tracked(model, state)
-        _check_fits(model, state, name, kwargs)
-        model.load_state_dict(state, strict=True)
-    # Training mode, like every freshly built model (and torchvision's): top_k() and
-    # evaluate() switch to eval mode themselves.
-    return model
-
-
-# ------------------------------------------------------------------ using the weights
+    return model  # in training mode like any new model; top_k() and evaluate() switch to eval
 
 
 @torch.no_grad()
-def top_k(
-    model: nn.Module, image: Any, info: ImageNetWeights, k: int = 5
-) -> list[tuple[str, float]]:
-    """The ``k`` most probable ImageNet classes for one PIL image, as (name, probability).
-
-    Applies the weights' own preprocessing (``info.transforms``) and a softmax; leaves the
-    model in the train/eval mode it was in.
-    """
+def top_k(model: nn.Module, image: Any, info: ImageNetWeights,
+          k: int = 5) -> list[tuple[str, float]]:
+    """The ``k`` most probable ImageNet classes for one PIL image, as (name, probability),
+    with the weights' own preprocessing; leaves the model in the train/eval mode it was in."""
     was_training = model.training
     device = next(model.parameters()).device
     x = info.transforms(image).unsqueeze(0).to(device)

@@ -9,20 +9,16 @@ Table 1 architectures, Figure 5 blocks).
     conv5_x  (layer4, first block stride 2)        7x7
              global average pool, FC num_classes   1x1
 
-Blocks per stage (Table 1): ResNet-18 [2, 2, 2, 2] and -34 [3, 4, 6, 3] use
-:class:`BasicBlock` (3x3, 3x3); ResNet-50 [3, 4, 6, 3], -101 [3, 4, 23, 3] and -152
-[3, 8, 36, 3] use :class:`Bottleneck` (1x1 reduce, 3x3, 1x1 expand x4). Batch norm after
-every convolution, ReLU after the addition. The shortcut is the identity, or a 1x1
-convolution + BN (the paper's projection shortcut, option B) where the shape changes.
+ResNet-18/34 use :class:`BasicBlock` (3x3, 3x3), ResNet-50/101/152 :class:`Bottleneck`
+(1x1 reduce, 3x3, 1x1 expand x4); the blocks per stage are in the factories below. Batch
+norm after every convolution, ReLU after the addition. The shortcut is the identity, or a
+1x1 convolution + BN (projection shortcut, option B) where the shape changes.
 
-Where the stride sits in a bottleneck: the paper strides the first 1x1 convolution
-(default here, 3.8 GMACs for ResNet-50, Table 1). torchvision strides the 3x3 instead
-(``stride_in_3x3=True``, "ResNet v1.5": 4.09 GMACs, slightly more accurate).
-
-Module names equal torchvision's (``layer1``..``layer4``, ``conv1``/``bn1``..., and
-``downsample`` for the projection shortcut), so torchvision's state dicts load directly.
-Parameters at 1000 classes: 11,689,512 / 21,797,672 / 25,557,032 / 44,549,160 /
-60,192,808 (the stride position does not change them).
+The paper strides a bottleneck's first 1x1 convolution (default here, 3.8 GMACs for
+ResNet-50); torchvision strides the 3x3 (``stride_in_3x3=True``, "ResNet v1.5": 4.09
+GMACs, slightly more accurate). Module names equal torchvision's (``layer1``,
+``conv1``/``bn1``, ``downsample``...), so its state dicts load directly. Parameters at
+1000 classes: 11,689,512 / 21,797,672 / 25,557,032 / 44,549,160 / 60,192,808.
 """
 
 from __future__ import annotations
@@ -48,14 +44,10 @@ class BasicBlock(nn.Module):
 
     expansion = 1  # output channels = channels * expansion
 
-    def __init__(
-        self,
-        in_channels: int,
-        channels: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        stride_in_3x3: bool = False,  # unused: a basic block has only 3x3 convolutions
-    ) -> None:
+    # stride_in_3x3 is unused: a basic block has only 3x3 convolutions.
+    def __init__(self, in_channels: int, channels: int, stride: int = 1,
+                 downsample: nn.Module | None = None,
+                 stride_in_3x3: bool = False) -> None:
         super().__init__()
         self.conv1 = conv3x3(in_channels, channels, stride)
         self.bn1 = nn.BatchNorm2d(channels)
@@ -77,14 +69,9 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(
-        self,
-        in_channels: int,
-        channels: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        stride_in_3x3: bool = False,
-    ) -> None:
+    def __init__(self, in_channels: int, channels: int, stride: int = 1,
+                 downsample: nn.Module | None = None,
+                 stride_in_3x3: bool = False) -> None:
         super().__init__()
         stride_1x1, stride_3x3 = (1, stride) if stride_in_3x3 else (stride, 1)
         self.conv1 = conv1x1(in_channels, channels, stride_1x1)
@@ -112,15 +99,9 @@ class ResNet(nn.Module):
     # run, but only because padding keeps 1x1 maps alive: no new information.
     min_input_size = 32
 
-    def __init__(
-        self,
-        block: type[BasicBlock | Bottleneck],
-        layers: list[int],
-        num_classes: int = 1000,
-        in_channels: int = 3,
-        stride_in_3x3: bool = False,
-        zero_init_residual: bool = False,
-    ) -> None:
+    def __init__(self, block: type[BasicBlock | Bottleneck], layers: list[int],
+                 num_classes: int = 1000, in_channels: int = 3, stride_in_3x3: bool = False,
+                 zero_init_residual: bool = False) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.input_size = (in_channels, 224, 224)
@@ -139,9 +120,8 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(512 * block.expansion, num_classes)
         self._init_weights(zero_init_residual)
 
-    def _make_layer(
-        self, block: type[BasicBlock | Bottleneck], channels: int, blocks: int, stride: int
-    ) -> nn.Sequential:
+    def _make_layer(self, block: type[BasicBlock | Bottleneck], channels: int, blocks: int,
+                    stride: int) -> nn.Sequential:
         """One stage: the first block may change size and width, the rest keep them."""
         out_channels = channels * block.expansion
         downsample = None
@@ -184,26 +164,22 @@ class ResNet(nn.Module):
         return self.fc(x)  # num_classes
 
 
-def resnet18(**kwargs) -> ResNet:
-    """ResNet-18 (Table 1): basic blocks [2, 2, 2, 2], 1.8 GMACs."""
+# Table 1: the block type and the blocks per stage (and the multiply-adds) of each depth.
+def resnet18(**kwargs) -> ResNet:  # 1.8 GMACs
     return ResNet(BasicBlock, [2, 2, 2, 2], **kwargs)
 
 
-def resnet34(**kwargs) -> ResNet:
-    """ResNet-34 (Table 1): basic blocks [3, 4, 6, 3], 3.6 GMACs."""
+def resnet34(**kwargs) -> ResNet:  # 3.6 GMACs
     return ResNet(BasicBlock, [3, 4, 6, 3], **kwargs)
 
 
-def resnet50(**kwargs) -> ResNet:
-    """ResNet-50 (Table 1): bottlenecks [3, 4, 6, 3], 3.8 GMACs."""
+def resnet50(**kwargs) -> ResNet:  # 3.8 GMACs
     return ResNet(Bottleneck, [3, 4, 6, 3], **kwargs)
 
 
-def resnet101(**kwargs) -> ResNet:
-    """ResNet-101 (Table 1): bottlenecks [3, 4, 23, 3], 7.6 GMACs."""
+def resnet101(**kwargs) -> ResNet:  # 7.6 GMACs
     return ResNet(Bottleneck, [3, 4, 23, 3], **kwargs)
 
 
-def resnet152(**kwargs) -> ResNet:
-    """ResNet-152 (Table 1): bottlenecks [3, 8, 36, 3], 11.3 GMACs."""
+def resnet152(**kwargs) -> ResNet:  # 11.3 GMACs
     return ResNet(Bottleneck, [3, 8, 36, 3], **kwargs)

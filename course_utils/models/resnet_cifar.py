@@ -7,18 +7,14 @@ Figure 6): the experiment that shows degradation and how shortcuts cure it.
     stage 3: n basic blocks, 64 channels      8x8     (first block stride 2)
     global average pool, FC num_classes
 
-6n + 2 weighted layers: n = 3, 5, 7, 9, 18 give ResNet-20, 32, 44, 56, 110. The blocks
-are :class:`~course_utils.models.resnet.BasicBlock`, the same as in ResNet-18/34.
+6n + 2 weighted layers: n = 3, 5, 7, 9, 18 give ResNet-20, 32, 44, 56, 110, built from
+the :class:`~course_utils.models.resnet.BasicBlock` of ResNet-18/34. Shortcuts: the
+identity, and where a stage halves the size and doubles the channels option A (every
+second pixel, zero channels appended: no parameters); ``shortcut="B"``: a 1x1 conv + BN
+projection there. ``residual=False``: no shortcuts, the plain network of the same depth.
 
-Shortcuts, as the paper uses them on CIFAR: the identity, and where a stage halves the
-size and doubles the channels, option A: take every second pixel and append zero
-channels (no parameters). ``shortcut="B"`` uses a 1x1 convolution + BN projection there
-instead (the "reduce" shortcut of the ImageNet nets). ``residual=False`` removes every
-shortcut: the plain network of the same depth.
-
-Parameters at 10 classes, option A (Table 6 rounds them to 0.27M, 0.46M, 0.66M, 0.85M,
-1.7M): 269,722 / 464,154 / 658,586 / 853,018 / 1,727,962; the plain nets have the same,
-option B adds 2,752 (two 1x1 projections with their batch norms).
+Parameters at 10 classes, option A (Table 6: 0.27M, 0.46M, 0.66M, 0.85M, 1.7M): 269,722 /
+464,154 / 658,586 / 853,018 / 1,727,962; the plain nets the same, option B 2,752 more.
 """
 
 from __future__ import annotations
@@ -60,21 +56,14 @@ class CifarResNet(nn.Module):
     # Two stride-2 stages (total stride 4): 4x4 images still leave a 1x1 map.
     min_input_size = 4
 
-    def __init__(
-        self,
-        depth: int,
-        num_classes: int = 10,
-        in_channels: int = 3,
-        residual: bool = True,
-        shortcut: str = "A",
-    ) -> None:
+    def __init__(self, depth: int, num_classes: int = 10, in_channels: int = 3,
+                 residual: bool = True, shortcut: str = "A") -> None:
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
             raise ValueError(f"depth must be 6n + 2 (20, 32, 44, 56, 110, ...), got {depth}")
         if shortcut not in ("A", "B"):
-            raise ValueError(
-                f"shortcut must be 'A' (zero padding) or 'B' (1x1 conv), got {shortcut!r}"
-            )
+            raise ValueError("shortcut must be 'A' (zero padding) or 'B' (1x1 conv), "
+                             f"got {shortcut!r}")
         n = (depth - 2) // 6
         self.depth, self.residual, self.shortcut = depth, residual, shortcut
         self.in_channels = in_channels
@@ -109,10 +98,12 @@ class CifarResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(self, x)
-        x = self.relu(self.bn1(self.conv1(x)))
-        x = self.layer3(self.layer2(self.layer1(x)))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+        check_input(self, x)  # shapes for a 32x32 input
+        x = self.relu(self.bn1(self.conv1(x)))  # 16 x 32 x 32
+        x = self.layer1(x)  # 16 x 32 x 32
+        x = self.layer2(x)  # 32 x 16 x 16
+        x = self.layer3(x)  # 64 x 8 x 8
+        return self.fc(torch.flatten(self.avgpool(x), 1))  # num_classes
 
 
 def cifar_resnet(depth: int, **kwargs) -> CifarResNet:
@@ -120,46 +111,38 @@ def cifar_resnet(depth: int, **kwargs) -> CifarResNet:
     return CifarResNet(depth, **kwargs)
 
 
-def resnet20(**kwargs) -> CifarResNet:
-    """CIFAR ResNet-20 (n = 3), 0.27M parameters."""
+def resnet20(**kwargs) -> CifarResNet:  # n = 3
     return CifarResNet(20, **kwargs)
 
 
-def resnet32(**kwargs) -> CifarResNet:
-    """CIFAR ResNet-32 (n = 5), 0.46M parameters."""
+def resnet32(**kwargs) -> CifarResNet:  # n = 5
     return CifarResNet(32, **kwargs)
 
 
-def resnet44(**kwargs) -> CifarResNet:
-    """CIFAR ResNet-44 (n = 7), 0.66M parameters."""
+def resnet44(**kwargs) -> CifarResNet:  # n = 7
     return CifarResNet(44, **kwargs)
 
 
-def resnet56(**kwargs) -> CifarResNet:
-    """CIFAR ResNet-56 (n = 9), 0.85M parameters."""
+def resnet56(**kwargs) -> CifarResNet:  # n = 9
     return CifarResNet(56, **kwargs)
 
 
-def resnet110(**kwargs) -> CifarResNet:
-    """CIFAR ResNet-110 (n = 18), 1.7M parameters."""
+def resnet110(**kwargs) -> CifarResNet:  # n = 18
     return CifarResNet(110, **kwargs)
 
 
+# The plain networks: ResNet-20 ... -56 without shortcuts (Figure 6, left).
 def plain20(**kwargs) -> CifarResNet:
-    """The 20-layer plain CIFAR network (ResNet-20 without shortcuts)."""
     return CifarResNet(20, residual=False, **kwargs)
 
 
 def plain32(**kwargs) -> CifarResNet:
-    """The 32-layer plain CIFAR network."""
     return CifarResNet(32, residual=False, **kwargs)
 
 
 def plain44(**kwargs) -> CifarResNet:
-    """The 44-layer plain CIFAR network."""
     return CifarResNet(44, residual=False, **kwargs)
 
 
-def plain56(**kwargs) -> CifarResNet:
-    """The 56-layer plain CIFAR network (worse than plain-20 in Figure 6)."""
+def plain56(**kwargs) -> CifarResNet:  # worse than plain-20 in Figure 6: degradation
     return CifarResNet(56, residual=False, **kwargs)

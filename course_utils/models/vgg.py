@@ -3,18 +3,12 @@ image recognition", Table 1 configurations, Table 2 parameter counts).
 
 Each configuration below is a column of Table 1, written the way the paper writes it:
 ``"conv3-64"`` is a 3x3 convolution with 64 output channels (stride 1, padding 1, so the
-size stays), ``"conv1-256"`` a 1x1 convolution (config C only), ``"LRN"`` local response
-normalisation (config A-LRN only), ``"maxpool"`` 2x2 max pooling with stride 2. Every
-convolution is followed by ReLU. The classifier is FC-4096, FC-4096, FC-num_classes with
-dropout 0.5 after the first two.
-
-Parameters at 1000 classes (Table 2 rounds them to 133, 133, 134, 138, 144 M):
-A 132,863,336 / B 133,047,848 / C 133,638,952 / D 138,357,544 / E 143,667,240.
-Module names and order equal torchvision's ``vgg*`` (and ``vgg*_bn``, which add batch
-normalisation after each convolution), so their state dicts load into these models.
-
-Factories: ``vgg11`` (A; ``lrn=True`` gives A-LRN), ``vgg13`` (B), ``vgg16`` (D;
-``config="C"`` gives C), ``vgg19`` (E), and the ``_bn`` variants.
+size stays), ``"conv1-256"`` a 1x1 convolution (config C), ``"LRN"`` local response
+normalisation (config A-LRN), ``"maxpool"`` 2x2 max pooling with stride 2. Every
+convolution is followed by ReLU; the classifier is FC-4096, FC-4096, FC-num_classes with
+dropout 0.5 after the first two. Parameters at 1000 classes (Table 2: 133, 133, 134, 138,
+144 M): A 132,863,336 / B 133,047,848 / C 133,638,952 / D 138,357,544 / E 143,667,240.
+Module names equal torchvision's ``vgg*`` (and ``vgg*_bn``), so their state dicts load.
 """
 
 from __future__ import annotations
@@ -26,48 +20,36 @@ from ._input_check import check_input
 from .alexnet import local_response_norm
 
 CONFIGS: dict[str, list[str]] = {
-    "A": [
-        "conv3-64", "maxpool",
-        "conv3-128", "maxpool",
-        "conv3-256", "conv3-256", "maxpool",
-        "conv3-512", "conv3-512", "maxpool",
-        "conv3-512", "conv3-512", "maxpool",
-    ],
-    "A-LRN": [
-        "conv3-64", "LRN", "maxpool",
-        "conv3-128", "maxpool",
-        "conv3-256", "conv3-256", "maxpool",
-        "conv3-512", "conv3-512", "maxpool",
-        "conv3-512", "conv3-512", "maxpool",
-    ],
-    "B": [
-        "conv3-64", "conv3-64", "maxpool",
-        "conv3-128", "conv3-128", "maxpool",
-        "conv3-256", "conv3-256", "maxpool",
-        "conv3-512", "conv3-512", "maxpool",
-        "conv3-512", "conv3-512", "maxpool",
-    ],
-    "C": [
-        "conv3-64", "conv3-64", "maxpool",
-        "conv3-128", "conv3-128", "maxpool",
-        "conv3-256", "conv3-256", "conv1-256", "maxpool",
-        "conv3-512", "conv3-512", "conv1-512", "maxpool",
-        "conv3-512", "conv3-512", "conv1-512", "maxpool",
-    ],
-    "D": [
-        "conv3-64", "conv3-64", "maxpool",
-        "conv3-128", "conv3-128", "maxpool",
-        "conv3-256", "conv3-256", "conv3-256", "maxpool",
-        "conv3-512", "conv3-512", "conv3-512", "maxpool",
-        "conv3-512", "conv3-512", "conv3-512", "maxpool",
-    ],
-    "E": [
-        "conv3-64", "conv3-64", "maxpool",
-        "conv3-128", "conv3-128", "maxpool",
-        "conv3-256", "conv3-256", "conv3-256", "conv3-256", "maxpool",
-        "conv3-512", "conv3-512", "conv3-512", "conv3-512", "maxpool",
-        "conv3-512", "conv3-512", "conv3-512", "conv3-512", "maxpool",
-    ],
+    "A": ["conv3-64", "maxpool",
+          "conv3-128", "maxpool",
+          "conv3-256", "conv3-256", "maxpool",
+          "conv3-512", "conv3-512", "maxpool",
+          "conv3-512", "conv3-512", "maxpool"],
+    "A-LRN": ["conv3-64", "LRN", "maxpool",
+              "conv3-128", "maxpool",
+              "conv3-256", "conv3-256", "maxpool",
+              "conv3-512", "conv3-512", "maxpool",
+              "conv3-512", "conv3-512", "maxpool"],
+    "B": ["conv3-64", "conv3-64", "maxpool",
+          "conv3-128", "conv3-128", "maxpool",
+          "conv3-256", "conv3-256", "maxpool",
+          "conv3-512", "conv3-512", "maxpool",
+          "conv3-512", "conv3-512", "maxpool"],
+    "C": ["conv3-64", "conv3-64", "maxpool",
+          "conv3-128", "conv3-128", "maxpool",
+          "conv3-256", "conv3-256", "conv1-256", "maxpool",
+          "conv3-512", "conv3-512", "conv1-512", "maxpool",
+          "conv3-512", "conv3-512", "conv1-512", "maxpool"],
+    "D": ["conv3-64", "conv3-64", "maxpool",
+          "conv3-128", "conv3-128", "maxpool",
+          "conv3-256", "conv3-256", "conv3-256", "maxpool",
+          "conv3-512", "conv3-512", "conv3-512", "maxpool",
+          "conv3-512", "conv3-512", "conv3-512", "maxpool"],
+    "E": ["conv3-64", "conv3-64", "maxpool",
+          "conv3-128", "conv3-128", "maxpool",
+          "conv3-256", "conv3-256", "conv3-256", "conv3-256", "maxpool",
+          "conv3-512", "conv3-512", "conv3-512", "conv3-512", "maxpool",
+          "conv3-512", "conv3-512", "conv3-512", "conv3-512", "maxpool"],
 }  # fmt: skip
 
 
@@ -97,16 +79,9 @@ class VGG(nn.Module):
     # Five 2x2 poolings halve the image five times: 32 is the smallest that leaves 1x1.
     min_input_size = 32
 
-    def __init__(
-        self,
-        config: str = "D",
-        num_classes: int = 1000,
-        in_channels: int = 3,
-        batch_norm: bool = False,
-        dropout: float = 0.5,
-        pool_size: int = 7,
-        classifier_width: int = 4096,
-    ) -> None:
+    def __init__(self, config: str = "D", num_classes: int = 1000, in_channels: int = 3,
+                 batch_norm: bool = False, dropout: float = 0.5, pool_size: int = 7,
+                 classifier_width: int = 4096) -> None:
         super().__init__()
         if config not in CONFIGS:
             raise ValueError(f"VGG config must be one of {list(CONFIGS)}, got {config!r}")
@@ -114,20 +89,15 @@ class VGG(nn.Module):
         self.in_channels = in_channels
         self.input_size = (in_channels, 224, 224)
         self.features = make_features(CONFIGS[config], in_channels, batch_norm)
-        # 7x7 already at 224x224 (the paper's size): a no-op there, and it keeps the
-        # classifier's 512*7*7 inputs (and torchvision's weights) valid at other sizes.
-        # pool_size=1, classifier_width=512: the small head of VGG's CIFAR-10 adaptations
-        # (512 -> 512 -> 512 -> classes), used where a CPU cannot afford the 120 M weights of
-        # the paper's 4096-wide layers; the convolutional stack stays the paper's.
+        # 7x7 already at 224x224: a no-op there, and it keeps the classifier's 512*7*7 inputs
+        # (and torchvision's weights) valid at other sizes. pool_size=1, classifier_width=512:
+        # the small head of VGG's CIFAR-10 adaptations, where a CPU cannot afford the 120 M
+        # weights of the paper's 4096-wide layers; the convolutional stack stays the paper's.
         self.avgpool = nn.AdaptiveAvgPool2d((pool_size, pool_size))
         width = self.classifier_width = classifier_width
         self.classifier = nn.Sequential(
-            nn.Linear(512 * pool_size * pool_size, width),
-            nn.ReLU(inplace=True),
-            nn.Dropout(p=dropout),
-            nn.Linear(width, width),
-            nn.ReLU(inplace=True),
-            nn.Dropout(p=dropout),
+            nn.Linear(512 * pool_size**2, width), nn.ReLU(inplace=True), nn.Dropout(p=dropout),
+            nn.Linear(width, width), nn.ReLU(inplace=True), nn.Dropout(p=dropout),
             nn.Linear(width, num_classes),
         )
         self._init_weights()
@@ -143,9 +113,8 @@ class VGG(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):
-                # N(0, 0.01) suits the paper's 4096-wide layers (each keeps the signal's scale
-                # at about 0.01 * sqrt(4096) = 0.64); a narrow CIFAR head would shrink it
-                # 0.01 * sqrt(512) = 0.23 per layer, so it gets He's rule like the convs.
+                # N(0, 0.01) suits 4096-wide layers (signal scale 0.01 * sqrt(4096) = 0.64 per
+                # layer); a 512-wide head would shrink it 0.23x per layer: He's rule instead.
                 if self.classifier_width >= 4096:
                     nn.init.normal_(m.weight, 0, 0.01)
                 else:
@@ -153,48 +122,41 @@ class VGG(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(self, x)
-        x = self.avgpool(self.features(x))
-        return self.classifier(torch.flatten(x, 1))
+        check_input(self, x)  # shapes for a 224x224 input
+        x = self.avgpool(self.features(x))  # 512 x 7 x 7
+        return self.classifier(torch.flatten(x, 1))  # num_classes
 
 
-def vgg11(*, lrn: bool = False, **kwargs) -> VGG:
-    """VGG-11, config A; ``lrn=True`` gives config A-LRN."""
+def vgg11(*, lrn: bool = False, **kwargs) -> VGG:  # config A; lrn=True: A-LRN
     return VGG("A-LRN" if lrn else "A", **kwargs)
 
 
-def vgg13(**kwargs) -> VGG:
-    """VGG-13, config B."""
+def vgg13(**kwargs) -> VGG:  # config B
     return VGG("B", **kwargs)
 
 
-def vgg16(*, config: str = "D", **kwargs) -> VGG:
-    """VGG-16, config D; ``config="C"`` gives the 16-layer net with three 1x1 convs."""
+def vgg16(*, config: str = "D", **kwargs) -> VGG:  # config D; "C": three of its 3x3 are 1x1
     if config not in ("C", "D"):
         raise ValueError(f"VGG-16 is config 'C' or 'D' of the paper, got {config!r}")
     return VGG(config, **kwargs)
 
 
-def vgg19(**kwargs) -> VGG:
-    """VGG-19, config E."""
+def vgg19(**kwargs) -> VGG:  # config E
     return VGG("E", **kwargs)
 
 
+# With batch normalisation after each convolution (not in the paper; torchvision's vgg*_bn).
 def vgg11_bn(**kwargs) -> VGG:
-    """VGG-11 with batch normalisation (not in the paper; torchvision's ``vgg11_bn``)."""
     return vgg11(batch_norm=True, **kwargs)
 
 
 def vgg13_bn(**kwargs) -> VGG:
-    """VGG-13 with batch normalisation (torchvision's ``vgg13_bn``)."""
     return vgg13(batch_norm=True, **kwargs)
 
 
 def vgg16_bn(**kwargs) -> VGG:
-    """VGG-16 with batch normalisation (torchvision's ``vgg16_bn``)."""
     return vgg16(batch_norm=True, **kwargs)
 
 
 def vgg19_bn(**kwargs) -> VGG:
-    """VGG-19 with batch normalisation (torchvision's ``vgg19_bn``)."""
     return vgg19(batch_norm=True, **kwargs)
