@@ -52,6 +52,7 @@ from pathlib import Path
 
 import nbformat
 
+from course_utils.env import SMOKE_ENV, TEXT_PROGRESS_ENV
 from course_utils.homework import PROBE_MARK
 
 # --------------------------------------------------------------------------------------
@@ -654,8 +655,8 @@ def run_notebooks(root: Path, paths: list[Path], smoke: bool = False,
         sync(root, paths, quiet=True)
     failures = 0
     # MPLBACKEND=Agg (set by the test session) would keep figures out of the saved outputs.
-    env = {"COURSE_SMOKE": "1" if smoke else os.environ.get("COURSE_SMOKE"), "MPLBACKEND": None,
-           "COURSE_TEXT_PROGRESS": "1"}  # text progress bars: saved outputs hold the bar
+    env = {SMOKE_ENV: "1" if smoke else os.environ.get(SMOKE_ENV), "MPLBACKEND": None,
+           TEXT_PROGRESS_ENV: "1"}  # text progress bars: saved outputs hold the bar
     failed_dir = Path(tempfile.mkdtemp(prefix="course-run-"))
     started_all = time.perf_counter()
     with current_python_kernel(env) as kernel:

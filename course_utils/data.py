@@ -29,6 +29,7 @@ import math
 import os
 import shutil
 import socket
+import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -178,8 +179,10 @@ def _find_in(name: str, base: Path) -> tuple[str, Any] | None:
                 return "idx", files
         return None
     if name == "cifar10":
-        if all((base / "cifar-10-batches-py" / f).is_file() for f in ("data_batch_1", "test_batch")):
-            return "pickles", base
+        # root may be the batches folder itself or the folder that holds it
+        pickles = base if base.name == "cifar-10-batches-py" else base / "cifar-10-batches-py"
+        if all((pickles / f).is_file() for f in ("data_batch_1", "test_batch")):
+            return "pickles", pickles.parent
         for sub in _CIFAR_DUMP_DIRS:
             if all((base / sub / split / "airplane").is_dir() for split in ("train", "test")):
                 return "dump", base / sub
@@ -259,22 +262,30 @@ def _idx_root(name: str, files: list[Path]) -> Path:
     folder = files[0].parent
     in_place = folder.parts[-2:] == (dataset.__name__, "raw")  # already torchvision's layout
     if in_place and tuple(f.name for f in files) == _IDX_STEMS:
-        root = folder.parent.parent
-    else:
-        root = _cache_entry(folder, name)
-        raw = root / dataset.__name__ / "raw"
-        raw.mkdir(parents=True, exist_ok=True)
-        for source, stem in zip(files, _IDX_STEMS, strict=True):
-            target = raw / stem
-            if target.is_file() and target.stat().st_mtime >= source.stat().st_mtime:
-                continue
-            tmp = raw / f"{stem}.{os.getpid()}.tmp"  # then os.replace: atomic for readers
+        return folder.parent.parent
+    try:
+        return _stage_idx(files, _cache_entry(folder, name), dataset.__name__)
+    except OSError:  # the cache folder is not writable: a private temporary folder is
+        return _stage_idx(files, Path(tempfile.mkdtemp(prefix="course_utils-")), dataset.__name__)
+
+
+def _stage_idx(files: list[Path], root: Path, dataset: str) -> Path:
+    raw = root / dataset / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for source, stem in zip(files, _IDX_STEMS, strict=True):
+        target = raw / stem
+        if target.is_file() and target.stat().st_mtime >= source.stat().st_mtime:
+            continue
+        tmp = raw / f"{stem}.{os.getpid()}.tmp"  # then os.replace: atomic for readers
+        try:
             if source.suffix == ".gz":
                 with gzip.open(source) as packed, open(tmp, "wb") as out:
                     shutil.copyfileobj(packed, out)
             else:
                 tmp.symlink_to(source.resolve())
             os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
     return root
 
 
@@ -464,6 +475,20 @@ class _LoaderBase:
                                          torch.tensor(self.std, device=device).view(1, -1, 1, 1))
         return self._stats_cache[device]
 
+    def _normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 pixels -> float (x / 255 - mean) / std, as one multiply and one subtract."""
+        scale, shift = self._affine(x.device, x.shape[1])
+        return x.float().mul_(scale).sub_(shift)
+
+    def _affine(self, device, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scale, shift) with x_uint8 * scale - shift = (x / 255 - mean) / std, cached."""
+        key = (torch.device(device), channels)
+        if key not in self._stats_cache:
+            mean, std = self._stats(device)
+            mean, std = mean[:, :channels], std[:, :channels]
+            self._stats_cache[key] = (1 / (255 * std), mean / std)
+        return self._stats_cache[key]
+
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         """Undo the normalisation: images in [0, 1] for plotting."""
         mean, std = self._stats(x.device)
@@ -541,9 +566,7 @@ class DeviceLoader(_LoaderBase):
         grow = size - native
         if 0 < grow <= 8 and grow % 2 == 0:
             x = F.pad(x, (grow // 2,) * 4)  # a black frame, as LeNet-5 saw MNIST: 28 -> 32
-        # (x / 255 - mean) / std as one multiply and one subtract per pixel
-        scale, shift = self._affine(x.device, x.shape[1])
-        x = x.float().mul_(scale).sub_(shift)
+        x = self._normalize(x)
         if x.shape[-1] != size:
             # Resizing after normalising is the same (interpolation is linear) and cheaper
             # when enlarging. Antialiasing when shrinking, or thin strokes alias away.
@@ -552,15 +575,6 @@ class DeviceLoader(_LoaderBase):
         if self.in_channels != x.shape[1]:
             x = x.expand(-1, self.in_channels, -1, -1).contiguous()  # grey -> 3 equal channels
         return x
-
-    def _affine(self, device, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(scale, shift) with x_uint8 * scale - shift = (x / 255 - mean) / std, cached."""
-        key = (torch.device(device), channels)
-        if key not in self._stats_cache:
-            mean, std = self._stats(device)
-            mean, std = mean[:, :channels], std[:, :channels]
-            self._stats_cache[key] = (1 / (255 * std), mean / std)
-        return self._stats_cache[key]
 
     def images(self, n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
         """The first ``n`` images of the set (stored order), transformed without augmentation."""
@@ -599,15 +613,18 @@ class FolderLoader(_LoaderBase):
     def __init__(self, folder: Path, *, split: str, name: str, batch_size: int,
                  image_size: int | None, in_channels: int | None, augment: bool,
                  shuffle: bool, drop_last: bool, seed: int, device: torch.device,
-                 num_workers: int) -> None:
+                 num_workers: int, subset: int | float | None = None) -> None:
         from torchvision import datasets
         from torchvision import transforms as T
 
-        self.folder = folder
-        self.dataset = datasets.ImageFolder(str(folder))
-        if len(self.dataset) == 0:
+        found = datasets.ImageFolder(str(folder))
+        if len(found) == 0:
             raise DatasetNotFoundError(f"no images in {folder}")
-        native = min(self.dataset[0][0].size)
+        targets = torch.tensor(found.targets)
+        keep = _subset_indices(subset, targets, seed, "subset" if split == "train" else "test_subset")
+        self.dataset = found if keep is None else torch.utils.data.Subset(found, keep.tolist())
+        targets = targets if keep is None else targets[keep]
+        native = min(found[0][0].size)
         # ImageNet-sized photos default to 224; small images (a CIFAR dump) keep their size.
         size = image_size or min(native, 224)
         in_channels = in_channels or 3
@@ -619,22 +636,22 @@ class FolderLoader(_LoaderBase):
         resize = round(size / 0.875) if native > size else size
         self.eval_transform = T.Compose([T.Resize(resize), T.CenterCrop(size), *grey,
                                          T.PILToTensor()])
-        self.train_transform = self.eval_transform
+        train_transform = self.eval_transform
         if augment:
             # scale >= 0.35 rather than ImageNet's 0.08: short runs on small sets (Imagenette)
             # learn faster from crops that still show most of the object.
-            self.train_transform = T.Compose([T.RandomResizedCrop(size, scale=(0.35, 1.0)),
-                                              T.RandomHorizontalFlip(), *grey, T.PILToTensor()])
+            train_transform = T.Compose([T.RandomResizedCrop(size, scale=(0.35, 1.0)),
+                                         T.RandomHorizontalFlip(), *grey, T.PILToTensor()])
         # ImageNet's statistics; for grey images the mean of its three channels
-        super().__init__(name=name, split=split, classes=self.dataset.classes,
-                         targets=torch.tensor(self.dataset.targets), batch_size=batch_size,
+        super().__init__(name=name, split=split, classes=found.classes,
+                         targets=targets, batch_size=batch_size,
                          image_size=size, in_channels=in_channels,
                          mean=IMAGENET_MEAN if in_channels == 3 else (0.449,),
                          std=IMAGENET_STD if in_channels == 3 else (0.226,),
                          augment="crop+flip" if augment else False, shuffle=shuffle,
                          drop_last=drop_last, seed=seed, device=device)
         self.spec, self.num_workers = None, num_workers
-        self._seeded = _SeededTransform(self.dataset, self.train_transform, seed)
+        self._seeded = _SeededTransform(self.dataset, train_transform, seed)
 
     def to(self, device) -> FolderLoader:
         other = super().to(device)
@@ -646,22 +663,22 @@ class FolderLoader(_LoaderBase):
         self._seeded.epoch = epoch  # copied into the workers when the iterator starts
         order = (torch.randperm(self.num_samples, generator=_epoch_generator(self.seed, epoch))
                  if self.shuffle else torch.arange(self.num_samples))
+        # generator: the DataLoader draws its workers' base seed from it, not from the global
+        # RNG, so a resumed epoch leaves dropout's random stream where an unbroken run has it.
         loader = torch.utils.data.DataLoader(
             self._seeded, batch_size=self.batch_size,
             sampler=order[start_batch * self.batch_size:].tolist(), num_workers=self.num_workers,
-            pin_memory=self.device.type == "cuda", drop_last=self.drop_last)
-        mean, std = self._stats(self.device)
+            pin_memory=self.device.type == "cuda", drop_last=self.drop_last,
+            generator=_epoch_generator(self.seed, epoch))
         for x, y in loader:
-            x = x.to(self.device, non_blocking=True).float().div_(255)
-            yield (x - mean) / std, y.to(self.device, non_blocking=True)
+            yield (self._normalize(x.to(self.device, non_blocking=True)),
+                   y.to(self.device, non_blocking=True))
 
     def images(self, n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
         n = min(n, self.num_samples)
         pairs = [self.dataset[i] for i in range(n)]
         x = torch.stack([self.eval_transform(img) for img, _ in pairs]).to(self.device)
-        mean, std = self._stats(self.device)
-        y = torch.tensor([label for _, label in pairs], device=self.device)
-        return (x.float() / 255 - mean) / std, y
+        return self._normalize(x), torch.tensor([label for _, label in pairs], device=self.device)
 
 
 def _find_image_folder(path: str, root) -> tuple[Path | None, list[str]]:
@@ -829,18 +846,11 @@ def _load_folder(name: str, folder: Path, *, batch_size, test_batch_size, image_
     test_dir = folder / "val" if (folder / "val").is_dir() else folder / "test"
     common = dict(name=name, image_size=image_size, in_channels=in_channels, seed=seed,
                   device=device, num_workers=num_workers)
-    train = FolderLoader(folder / "train", split="train", batch_size=batch_size,
+    train = FolderLoader(folder / "train", split="train", batch_size=batch_size, subset=subset,
                          augment=augment, shuffle=True, drop_last=drop_last, **common)
     common["image_size"] = train.image_size  # both splits at the size the first image chose
-    test = FolderLoader(test_dir, split="test", batch_size=test_batch_size, augment=False,
-                        shuffle=False, drop_last=False, **common)
+    test = FolderLoader(test_dir, split="test", batch_size=test_batch_size, subset=test_subset,
+                        augment=False, shuffle=False, drop_last=False, **common)
     if train.classes != test.classes:
         raise ValueError(f"{folder}: train/ and {test_dir.name}/ have different classes")
-    for loader, wanted, what in ((train, subset, "subset"), (test, test_subset, "test_subset")):
-        keep = _subset_indices(wanted, loader.targets, seed, what)
-        if keep is not None:
-            loader.dataset = torch.utils.data.Subset(loader.dataset, keep.tolist())
-            loader._seeded.dataset = loader.dataset
-            loader.targets = loader.targets[keep]
-            loader.num_samples = len(keep)
     return train, test

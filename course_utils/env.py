@@ -25,7 +25,7 @@ DATA_ENV = "COURSE_DATA"
 # saved notebook holds the bar itself rather than widget state that only a live Jupyter shows.
 TEXT_PROGRESS_ENV = "COURSE_TEXT_PROGRESS"
 
-# The settings chosen by the last call to run_settings(), for run_banner() and History.
+# The settings chosen by the last call to run_settings(), for run_banner() and write_results().
 _last_settings: dict[str, Any] = {}
 _last_reduced: dict[str, tuple[Any, Any]] = {}
 # Notes other modules add for the banner (e.g. "MNIST not found: using the bundled sample").

@@ -37,7 +37,16 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from . import env
 from .analysis import count_macs, format_table
-from .train import _autocast, _batches, _place_data, evaluate, resolve_precision, use_channels_last
+from .train import (
+    READS_PER_EPOCH,
+    _autocast,
+    _batches,
+    _choose_device,
+    _place_data,
+    evaluate,
+    resolve_precision,
+    use_channels_last,
+)
 
 __all__ = ["HomeworkRun", "check_homework", "measure", "THRESHOLDS", "threshold",
            "grader_probe", "PROBE_MARK", "compare_with_fit", "t4_estimate", "t4_estimate_seconds"]
@@ -138,8 +147,7 @@ class HomeworkRun:
         global _ACTIVE
         if _ACTIVE is not None:
             _ACTIVE.close()
-        device = getattr(train, "device", None)
-        self.device = torch.device(device) if device is not None else env.get_device()
+        self.device = _choose_device(train, "auto")  # the data's device, as fit picks it
         train, test = _place_data(train, self.device), _place_data(test, self.device)
         model.to(self.device)
         self.channels_last = use_channels_last(self.device)
@@ -179,7 +187,7 @@ class HomeworkRun:
         self._epoch = epoch + 1
         if hasattr(self.train, "set_epoch"):
             self.train.set_epoch(epoch)
-        every = max(1, self.steps_per_epoch // 20)
+        every = max(1, self.steps_per_epoch // READS_PER_EPOCH)
         started, seen = time.perf_counter(), 0
         bar = env.progress_bar(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.epochs}")
         try:

@@ -11,7 +11,7 @@ counts our models reproduce), ``PAPER_PARAMS`` (as the papers print them: "60 mi
 ``GOOGLENET_TABLE1``, ``IMAGENET_ERRORS``, ``ILSVRC_WINNERS``, ``CIFAR10_ERRORS``,
 ``MNIST_ERRORS``, ``LENET5_PAPER_LR``, ``TORCHVISION`` (one protocol for all models: use it
 for charts), ``LECTURE``, ``CS231N_VGG16``, ``COMPARISON_MODELS``.
-Helpers: :func:`errors_for`, :func:`summary_rows`, :func:`figure_source`.
+Helpers: :func:`errors_for`, :func:`summary_rows`.
 
 Conventions: error rates in percent; parameters and MACs as plain numbers (not millions).
 """
@@ -505,10 +505,6 @@ def summary_rows(models: tuple[str, ...] | list[str] = COMPARISON_MODELS) -> lis
         })
     return rows
 
-
-def figure_source(fig: Figure | ErrorRate | InceptionRow) -> str:
-    """The source string of any record here (GoogLeNet Table 1 rows share one)."""
-    return GOOGLENET_TABLE1_SOURCE if isinstance(fig, InceptionRow) else fig.source
 
 
 def as_dicts(records: list[Any]) -> list[dict[str, Any]]:

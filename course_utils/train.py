@@ -45,7 +45,7 @@ from .papers import LENET5_PAPER_LR
 __all__ = ["fit", "evaluate", "History", "resolve_precision", "cpu_supports_bf16",
            "cpu_bf16_isa", "use_channels_last", "TrainingDivergedError", "CheckpointError",
            "TrainingOutOfMemoryError", "DEFAULT_LR", "default_lr", "OPTIMIZERS", "SCHEDULES",
-           "PRECISIONS", "LENET5_PAPER_LR", "lenet5_factor"]
+           "PRECISIONS", "lenet5_factor"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = (None, "lenet5", "step", "plateau", "googlenet", "onecycle")
@@ -546,7 +546,7 @@ def fit(model: nn.Module, train: Iterable, test: Iterable | None = None, epochs:
         print(f"\n[fit] Interrupted (Ctrl-C) in epoch {epoch + 1}, after {trainer.step} steps. "
               f"The model keeps its partly trained weights; the returned History has "
               f"final['interrupted'] = True."
-              + (f" The last checkpoint is {trainer.checkpoint}." if trainer.checkpoint else ""))
+              + (f" The last checkpoint is {trainer.checkpoint}." if trainer.saved else ""))
     except _OOM_BASE as err:
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -571,9 +571,7 @@ def fit(model: nn.Module, train: Iterable, test: Iterable | None = None, epochs:
 def _out_of_memory(err: BaseException, net: nn.Module, batch_size: int | None,
                    data: Any) -> TrainingOutOfMemoryError:
     size = getattr(data, "image_size", None)
-    height, width = (size[0], size[-1]) if isinstance(size, (tuple, list)) else (size, size)
-    known = size is not None and getattr(data, "in_channels", None) is not None
-    what = f" at {int(height)}x{int(width)}" if known else ""
+    what = f" at {size}x{size}" if size else ""
     if batch_size and batch_size > 1:
         advice = (f"Try half the batch size: load_data(..., batch_size={batch_size // 2}) "
                   f"(then lr about half as large for SGD).")
@@ -633,6 +631,7 @@ class _Trainer:
     checkpoint_every: int | None
     batch_size: int | None
     step: int = 0
+    saved: bool = False  # a checkpoint file of this run exists (for the Ctrl-C message)
 
     def save(self, completed_epochs: int, partial: _EpochSums | None = None) -> None:
         """Everything a resumed run needs to continue bit for bit; ``partial``: the sums of
@@ -644,6 +643,7 @@ class _Trainer:
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "rng": _rng_state(), "history": self.history.to_dict(),
             "in_epoch": partial.to_checkpoint() if partial is not None else None})
+        self.saved = True
 
     def restore(self) -> tuple[int, dict | None]:
         """Load the checkpoint; returns (completed epochs, sums of the unfinished epoch)."""
@@ -663,14 +663,14 @@ class _Trainer:
             self.opt.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as err:
             raise CheckpointError(
-                f"The checkpoint {str(path)!r} does not fit this model/optimizer ({err}). "
-                f"Delete it to start over, or call fit(..., resume=False) to overwrite it."
+                f"The checkpoint {str(path)!r} does not fit this model/optimizer ({err}). {hint}"
             ) from err
         if self.sched is not None and state.get("scheduler") is not None:
             self.sched.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         _set_rng_state(state["rng"])
+        self.saved = True
         saved = History.from_dict(state["history"])
         self.history.steps, self.history.epochs = saved.steps, saved.epochs
         epoch, self.step, in_epoch = int(state["epoch"]), int(state["step"]), state.get("in_epoch")
@@ -708,8 +708,6 @@ class _Trainer:
                 if skip:  # other data: its batches before the interruption are skipped
                     skip -= 1
                     continue
-                if self.max_steps is not None and self.step >= self.max_steps:
-                    break
                 loss, correct = self._train_step(x, y, train)
                 sums.steps += 1
                 sums.window_loss += loss.detach() * y.shape[0]
@@ -723,8 +721,13 @@ class _Trainer:
                     sums.seconds = time.perf_counter() - started
                     self.save(epoch, sums)
                     last_save = time.perf_counter()
+                if self.max_steps is not None and self.step >= self.max_steps:
+                    break
             if sums.window_seen:
                 self._read(sums, epoch, bar, window_time)
+            if self.checkpoint is not None and not self._finished(sums.steps):
+                sums.seconds = time.perf_counter() - started
+                self.save(epoch, sums)  # max_steps ended it early: resume inside this epoch
         finally:
             bar.close()
         elapsed = time.perf_counter() - started
@@ -810,5 +813,9 @@ class _Trainer:
                                 else record["train_loss"])
             else:
                 self.sched.step()
-        if self.checkpoint is not None:
+        if self.checkpoint is not None and self._finished(record["steps"]):
             self.save(record["epoch"])
+
+    def _finished(self, steps: int) -> bool:
+        """Did an epoch of ``steps`` steps cover the whole data (unknown length: yes)?"""
+        return self.steps_per_epoch is None or steps >= self.steps_per_epoch

@@ -383,6 +383,47 @@ def test_an_image_folder_epoch_can_start_at_a_later_batch(tmp_path):
         assert torch.equal(x, x_whole) and torch.equal(y, y_whole)
 
 
+def test_an_image_folder_run_with_dropout_resumes_inside_an_epoch_bit_identically(tmp_path):
+    """The DataLoader behind an image folder must not draw from the global RNG when a resumed
+    epoch starts, or every dropout mask after the resume differs from the unbroken run's."""
+    from torch import nn
+
+    from course_utils.train import fit
+
+    make_image_folder(tmp_path / "pets", counts={"train": 8, "val": 1})
+
+    def data():
+        return load_data(f"imagefolder:{tmp_path / 'pets'}", device="cpu", image_size=8,
+                         batch_size=4, num_workers=0, augment=True)[0]
+
+    def model():
+        torch.manual_seed(1)
+        return nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 16), nn.ReLU(), nn.Dropout(0.5),
+                             nn.Linear(16, 2))
+
+    straight = model()
+    fit(straight, data(), None, epochs=1, lr=0.05, progress=False)
+
+    interrupted, calls = model(), []
+
+    def interrupt_at_step_3(module, inputs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    hook = interrupted.register_forward_pre_hook(interrupt_at_step_3)
+    ckpt = tmp_path / "run.pt"
+    fit(interrupted, data(), None, epochs=1, lr=0.05, progress=False, checkpoint=ckpt,
+        checkpoint_every=2)
+    hook.remove()
+    assert torch.load(ckpt, weights_only=True)["in_epoch"]["steps"] == 2
+    torch.manual_seed(123)  # a new session: another global RNG state
+    resumed = model()
+    fit(resumed, data(), None, epochs=1, lr=0.05, progress=False, checkpoint=ckpt)
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+
 # --------------------------------------------------------------------------- bad arguments
 
 
@@ -430,6 +471,15 @@ def test_mnist_in_torchvision_layout_raw_or_gzip(tmp_path, suffix):
     # torchvision reads its own layout in place; .gz files are unpacked once into the cache
     staged = list((tmp_path / "user-cache").glob("mnist-*/MNIST/raw/*"))
     assert len(staged) == (4 if suffix else 0)
+
+
+def test_gzipped_mnist_loads_when_the_cache_folder_is_not_writable(tmp_path, monkeypatch):
+    make_mnist(tmp_path / "data-root" / "mnist", suffix=".gz")
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setenv(data.CACHE_ENV, str(tmp_path / "not-a-folder" / "cache"))
+    train, test = load_data("mnist", root=tmp_path / "data-root", device="cpu",
+                            download=False, fallback=None)
+    assert (train.num_samples, test.num_samples) == (40, 20)
 
 
 def test_root_search_order_course_data_then_dot_data(tmp_path, monkeypatch):
@@ -607,6 +657,9 @@ def test_cifar_python_pickles_through_torchvision(tmp_path, fake_cifar_checksums
     assert train.targets[:4].tolist() == first["labels"]
     x, _ = next(iter(train))
     assert x.shape == (20, 3, 32, 32)
+    # root may also name the batches folder itself
+    same, _ = load_data("cifar10", root=folder, device="cpu", download=False)
+    assert torch.equal(same.data, train.data)
     # a damaged file fails torchvision's checksum: the error says so instead of training on it
     (folder / "test_batch").write_bytes(b"broken")
     with pytest.raises(RuntimeError, match="corrupted"):

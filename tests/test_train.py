@@ -423,6 +423,30 @@ def test_a_course_loader_resumes_inside_an_epoch_without_replaying_its_batches(t
         assert torch.equal(a[key], b[key]), key
 
 
+def test_a_run_stopped_by_max_steps_resumes_inside_its_epoch(tmp_path):
+    """max_steps ends an epoch early; the checkpoint must say so (not "1 epoch done"), and a
+    second call finishes the epoch with the weights of an uninterrupted run."""
+    train, test = toy_data()
+    torch.manual_seed(1)
+    straight = TinyCNN()
+    fit(straight, train, test, epochs=1, lr=0.05, progress=False)
+
+    torch.manual_seed(1)
+    first = TinyCNN()
+    ckpt = tmp_path / "run.pt"
+    h_first = fit(first, train, test, epochs=1, lr=0.05, progress=False, checkpoint=ckpt,
+                  max_steps=3)
+    assert h_first.final["steps"] == 3
+    state = torch.load(ckpt, weights_only=True)
+    assert state["epoch"] == 0 and state["in_epoch"]["steps"] == 3
+    torch.manual_seed(123)
+    resumed = TinyCNN()
+    h_resumed = fit(resumed, train, test, epochs=1, lr=0.05, progress=False, checkpoint=ckpt)
+    assert h_resumed.final["steps"] == len(train)
+    for key, value in _weights(straight).items():
+        assert torch.equal(value, _weights(resumed)[key]), key
+
+
 def test_resume_of_a_finished_run_trains_nothing(tmp_path):
     train, test = toy_data()
     ckpt = tmp_path / "run.pt"

@@ -78,7 +78,7 @@ for act in ("relu", "tanh"):
             lr=lr,
             momentum=0.9,
             weight_decay=0,
-                    progress=False,
+            progress=False,
             log_every=4,
         )
         hit = next((r["step"] for r in h.steps if 1 - r["acc"] < 0.25), None)

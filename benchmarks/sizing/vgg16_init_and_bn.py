@@ -51,7 +51,7 @@ for v in variants:
         lr=lr,
         momentum=0.9,
         weight_decay=5e-4,
-            progress=False,
+        progress=False,
         log_every=8,
     )
     L = [round(r["loss"], 2) for r in h.steps]

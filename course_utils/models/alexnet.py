@@ -42,7 +42,7 @@ class AlexNet(nn.Module):
     Default initialisation: He normal (fan_in) weights, zero biases, the scale that keeps
     ReLU activations from shrinking layer after layer (He et al. 2015). PyTorch's default
     shrinks the signal about 50x through the eight layers and two LRNs, so one epoch with
-    the paper's SGD settings stays at chance; the paper's N(0, 0.01) needed many epochs."""
+    the paper's SGD settings learns nothing; the paper's N(0, 0.01) needed many epochs."""
 
     input_size = (3, 227, 227)
     # Smallest image for which conv5 still leaves a map for the last 3x3 max pool:
