@@ -4,6 +4,9 @@
 #   make notebooks            execute every notebook top to bottom, save with outputs
 #   make notebooks SMOKE=1    the same in the fast smoke configuration (COURSE_SMOKE=1)
 #   make test                 ruff + pytest (unit tests, nbval and papermill, smoke mode)
+#   make rehearse             every notebook with its full-mode (GPU) settings on 2 batches of
+#                             data, 01-02 in fp16 with the gradient scaler as on a T4; executed
+#                             copies in build/rehearsal/, notebooks untouched
 #   make homework / make html student versions / HTML exports (see README)
 #   make grade SUBMISSIONS="a.ipynb b.ipynb"   re-execute and grade submissions
 
@@ -20,11 +23,12 @@ SMOKE_FLAG := --smoke
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help notebooks test lint homework grade html venv clean
+.PHONY: help notebooks test rehearse lint homework grade html venv clean
 
 help:
 	@echo "make notebooks [SMOKE=1]   run all notebooks and save them with outputs"
 	@echo "make test                  lint + unit tests + notebook tests (smoke mode)"
+	@echo "make rehearse              full-mode settings on 2 batches of data (CI's rehearsal)"
 	@echo "make homework              student versions in $(HOMEWORK_DIR)"
 	@echo "make grade SUBMISSIONS=\"a.ipynb b.ipynb\"  re-run and grade submissions"
 	@echo "make html                  HTML exports in $(HTML_DIR)"
@@ -57,6 +61,15 @@ notebooks: $(VENV)/.installed-notebooks
 test: $(VENV)/.installed-dev
 	$(PY) -m ruff check .
 	COURSE_SMOKE=1 $(PY) -m pytest
+
+# Full mode as a student's GPU runs it (the GPU models at their native size, full batch sizes,
+# every full-mode branch), on two batches of data so that it finishes on a CPU. fp16 with the
+# gradient scaler (a T4's path) is many times slower than fp32 on a CPU: only the small
+# networks of 01-02 take it here. Also rewrites course_utils/full_runs.json (T4 time, memory).
+FP16_REHEARSAL := $(filter notebooks/01_% notebooks/02_%,$(NOTEBOOKS))
+rehearse: $(VENV)/.installed-notebooks
+	$(if $(FP16_REHEARSAL),$(PY) -m course_tools run --rehearse --precision fp16 $(FP16_REHEARSAL))
+	$(if $(filter-out $(FP16_REHEARSAL),$(NOTEBOOKS)),$(PY) -m course_tools run --rehearse $(filter-out $(FP16_REHEARSAL),$(NOTEBOOKS)))
 
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check .

@@ -3,6 +3,9 @@
 Run as ``python -m course_tools <command>``::
 
     run [--smoke] [--timeout S] [NOTEBOOK ...]   execute notebooks/ in place (papermill), clean them
+    run --rehearse [--precision P] [NOTEBOOK ...]
+                                                 full-mode settings on two batches of data; the
+                                                 executed copies go to build/rehearsal/
     clean NOTEBOOK ...                           strip papermill/widget metadata and machine paths
     hygiene [NOTEBOOK ...]                       list what a committed notebook must not carry
     homework --out DIR [NOTEBOOK ...]            student versions: solutions become stubs
@@ -52,7 +55,8 @@ from pathlib import Path
 
 import nbformat
 
-from course_utils.env import SMOKE_ENV, TEXT_PROGRESS_ENV
+from course_utils import t4
+from course_utils.env import PRECISION_ENV, REHEARSAL_ENV, SMOKE_ENV, TEXT_PROGRESS_ENV
 from course_utils.homework import PROBE_MARK
 
 # --------------------------------------------------------------------------------------
@@ -639,36 +643,63 @@ def _error_output(cell) -> dict | None:
     return next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
 
 
+REHEARSAL_DIR = Path("build") / "rehearsal"
+NOT_CHECKED_MARK = "[not checked: "  # printed by course_utils.env.expect
+
+
 def run_notebooks(root: Path, paths: list[Path], smoke: bool = False,
-                  timeout: float | None = None, do_sync: bool = True) -> int:
+                  timeout: float | None = None, do_sync: bool = True, rehearse: bool = False,
+                  precision: str | None = None) -> int:
     """Execute notebooks in place with papermill (cwd notebooks/), clean and save them.
 
     One line per notebook; a failure names the notebook and the cell and leaves the
     committed notebook untouched. Returns the number of failures.
+
+    ``rehearse``: the full mode's settings on two batches of data (``COURSE_REHEARSAL=1``);
+    the notebooks stay untouched, the executed copies and their results JSON go to
+    build/rehearsal/, and each line says how many outcome claims were printed unchecked.
+    ``precision`` forces ``precision="auto"``'s choice (``COURSE_PRECISION``), e.g. fp16 as
+    on a T4.
     """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
     if not paths:
         raise ToolError(f"no notebooks found in {root / 'notebooks'}")
-    if do_sync:
+    if do_sync and not rehearse:
         sync(root, paths, quiet=True)
     failures = 0
     # MPLBACKEND=Agg (set by the test session) would keep figures out of the saved outputs.
     env = {SMOKE_ENV: "1" if smoke else os.environ.get(SMOKE_ENV), "MPLBACKEND": None,
            TEXT_PROGRESS_ENV: "1"}  # text progress bars: saved outputs hold the bar
+    if rehearse:
+        env.update({SMOKE_ENV: None, REHEARSAL_ENV: "1"})
+    if precision:
+        env[PRECISION_ENV] = precision
+    rehearsal_dir = root / REHEARSAL_DIR
+    plan: dict[str, list[dict]] = {}
     failed_dir = Path(tempfile.mkdtemp(prefix="course-run-"))
     started_all = time.perf_counter()
     with current_python_kernel(env) as kernel:
         for path in paths:
             out = failed_dir / path.name
             log = failed_dir / f"{path.stem}.kernel.log"
+            parameters = {}
+            if rehearse:  # results of a rehearsal are no measurement: keep them out of results/
+                parameters = {"RESULTS_JSON": str(rehearsal_dir / "results" / f"{path.stem}.json"),
+                              "RESULTS_DIR": str(rehearsal_dir / "results")}
+            trainings = rehearsal_dir / f"{path.stem}.trainings.jsonl"
+            if rehearse:  # the kernel records each training of the full run here (t4.py)
+                trainings.parent.mkdir(parents=True, exist_ok=True)
+                trainings.unlink(missing_ok=True)
+                os.environ[t4.LOG_ENV] = str(trainings)
             start = time.perf_counter()
             try:
                 with stderr_to(log):  # the kernel's warnings, not ours to show
                     pm.execute_notebook(
                         str(path), str(out), kernel_name=kernel, cwd=str(path.parent),
-                        progress_bar=False, log_output=False, execution_timeout=timeout)
+                        parameters=parameters, progress_bar=False, log_output=False,
+                        execution_timeout=timeout)
             except PapermillExecutionError as error:
                 why = (f"cell {error.cell_index + 1} (In [{error.exec_count}]: "
                        f"`{first_line(error.source)}`) raised {error.ename}: {short(error.evalue)}")
@@ -680,18 +711,48 @@ def run_notebooks(root: Path, paths: list[Path], smoke: bool = False,
                     why = f"cell {index + 1} (`{first_line(cell.source)}`) {why}"
             else:
                 nb = clean_notebook(read_notebook(out), path.parent)
-                write_notebook(nb, path)
-                print(f"{path.name:<28} {time.perf_counter() - start:7.1f} s  ok", flush=True)
+                saved_to = rehearsal_dir / path.name if rehearse else path
+                write_notebook(nb, saved_to)
+                extra = ""
+                if rehearse:
+                    plan[path.stem] = [json.loads(line) for line in
+                                       trainings.read_text(encoding="utf-8").splitlines()]
+                    extra = f"  ({_unchecked_summary(nb)})"
+                print(f"{path.name:<28} {time.perf_counter() - start:7.1f} s  ok{extra}",
+                      flush=True)
                 continue
             failures += 1
             print(f"{path.name:<28} {time.perf_counter() - start:7.1f} s  FAILED")
             print(f"  {shown(path)}: {why}\n  executed copy (with the traceback): {out}",
                   flush=True)
     print(f"{'total':<28} {time.perf_counter() - started_all:7.1f} s  "
-          f"{len(paths) - failures} ok, {failures} failed", flush=True)
+          f"{len(paths) - failures} ok, {failures} failed"
+          + (f"; executed copies in {shown(rehearsal_dir)}" if rehearse else ""), flush=True)
+    if plan:
+        _write_plan(root, plan)
     if not failures:
         shutil.rmtree(failed_dir, ignore_errors=True)
     return failures
+
+
+def _write_plan(root: Path, plan: dict[str, list[dict]]) -> None:
+    """Merge the rehearsed notebooks' trainings into course_utils/full_runs.json (the run
+    banner's T4 estimate and the memory test read it)."""
+    path = root / "course_utils" / t4.PLAN_FILE
+    merged = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    merged.update(plan)
+    path.write_text(json.dumps(dict(sorted(merged.items())), indent=1) + "\n", encoding="utf-8")
+    print(f"full-run plan (T4 time and memory): {len(plan)} notebook(s) written to "
+          f"{shown(path)}")
+
+
+def _unchecked_summary(nb: nbformat.NotebookNode) -> str:
+    """'N outcome claims printed, not checked (K did not hold)' for a rehearsed notebook."""
+    lines = [line for cell in nb.cells if cell.cell_type == "code"
+             for output in cell.get("outputs", []) if output.get("output_type") == "stream"
+             for line in output.get("text", "").splitlines() if line.startswith(NOT_CHECKED_MARK)]
+    failed = sum("does NOT hold" in line for line in lines)
+    return f"{len(lines)} outcome claims printed, not checked; {failed} did not hold on 2 batches"
 
 
 @contextmanager
@@ -1168,6 +1229,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None, help="seconds per cell (default none)")
     p.add_argument("--no-sync", action="store_true",
                    help="do not rewrite the badges/setup cells from pyproject.toml first")
+    p.add_argument("--rehearse", action="store_true",
+                   help=f"{REHEARSAL_ENV}=1: full-mode settings on two batches; the notebooks "
+                   f"stay untouched, executed copies go to {REHEARSAL_DIR}/")
+    p.add_argument("--precision", choices=("fp16", "bf16", "fp32"), default=None,
+                   help=f"{PRECISION_ENV}: force the precision (fp16: a T4's path, with the "
+                   "gradient scaler)")
 
     p = commands.add_parser("clean", help="strip papermill/widget metadata and machine paths")
     p.add_argument("notebooks", nargs="+")
@@ -1215,7 +1282,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return 1 if run_notebooks(root, notebook_paths(root, args.notebooks), args.smoke,
-                                      args.timeout, not args.no_sync) else 0
+                                      args.timeout, not args.no_sync, args.rehearse,
+                                      args.precision) else 0
         if args.command == "clean":
             clean(notebook_paths(root, args.notebooks))
         elif args.command == "hygiene":

@@ -6,8 +6,9 @@ data      datasets kept on the training device, transforms as tensor ops
 train     fit / evaluate / History
 plots     learning curves, filters, feature maps, comparison charts
 papers    published figures with their sources
-env       device, Colab/Kaggle detection, seeding, smoke mode, run banner
+env       device, Colab/Kaggle detection, seeding, smoke mode, rehearsal, run banner, expect
 homework  the one-epoch homework's given part and its check
+t4        a full run's time on a T4 (calibrated estimate) and its fp16 training memory
 
 The instructor's commands (run, homework, grade, html, ...) are not part of this package:
 they live in the repository's course_tools/ (python -m course_tools --help).

@@ -714,6 +714,25 @@ def _check_subset(subset, what: str) -> int | float | None:
     return _check_int(subset, what, 1)
 
 
+# Images per split of each dataset (for a rehearsal's record of the full run it stands for).
+SPLIT_SIZES = {"mnist": (60_000, 10_000), "fashion_mnist": (60_000, 10_000),
+               "cifar10": (50_000, 10_000), "sample": (8_000, 2_000)}
+
+
+def _full_run_size(subset: int | float | None, key: str, split: str) -> int | None:
+    total = SPLIT_SIZES.get(key, (None, None))[split == "test"]
+    if total is None:
+        return subset if isinstance(subset, int) else None
+    if subset is None:
+        return total
+    return max(1, round(subset * total)) if isinstance(subset, float) else min(subset, total)
+
+
+def _rehearsal_size(subset: int | float | None, images: int) -> int:
+    """A rehearsal's cut of a requested subset: at most ``images`` images."""
+    return images if subset is None or isinstance(subset, float) else min(subset, images)
+
+
 def load_data(name: str, root: str | os.PathLike | None = None, batch_size: int = 128,
               image_size: int | None = None, subset: int | float | None = None,
               augment: bool | str = False, device: str | torch.device | None = None,
@@ -768,14 +787,21 @@ def load_data(name: str, root: str | os.PathLike | None = None, batch_size: int 
     if in_channels not in (None, 1, 3):
         raise ValueError(f"in_channels must be None, 1 or 3, got {in_channels!r}")
     seed = _check_int(seed, "seed", 0)
-    if fallback is None and env.is_smoke():
+    short_run = env.is_smoke() or env.is_rehearsal()  # offline CI runs: sample, no download
+    if fallback is None and short_run:
         fallback = "sample"
     if fallback not in (None, False, "sample"):
         raise ValueError(f"fallback must be None or 'sample', got {fallback!r}")
     no_download = "downloading is off (download=False)"
     if download is None:
-        download = not env.is_smoke()
-        no_download = f"smoke mode does not download ({env.SMOKE_ENV}=1)"
+        download = not short_run
+        no_download = (f"smoke mode does not download ({env.SMOKE_ENV}=1)" if env.is_smoke() else
+                       f"a rehearsal does not download ({env.REHEARSAL_ENV}=1)")
+    full_run = None  # a rehearsal remembers what the full run would train on (t4.py's plan)
+    if env.is_rehearsal():  # full-mode settings, but a couple of batches (env.REHEARSAL_BATCHES)
+        full_run = (_full_run_size(subset, key, "train"), _full_run_size(test_subset, key, "test"))
+        subset = _rehearsal_size(subset, env.REHEARSAL_BATCHES * batch_size)
+        test_subset = _rehearsal_size(test_subset, test_batch_size)
     device = env.get_device() if device is None else torch.device(device)
 
     # -- find the files (or fall back to the sample)
@@ -819,11 +845,12 @@ def load_data(name: str, root: str | os.PathLike | None = None, batch_size: int 
     if in_channels < spec.in_channels:
         raise ValueError(f"{key} has {spec.in_channels} channels; in_channels={in_channels} would "
                          f"throw colour away: build the model with in_channels={spec.in_channels}")
-    # clamp: the fallback sample may be smaller than the subset asked for
-    keep = _subset_indices(subset, train_y, seed, "subset", clamp=reason is not None)
+    # clamp: the fallback sample (or a rehearsal's data) may be smaller than the subset asked for
+    clamp = reason is not None or env.is_rehearsal()
+    keep = _subset_indices(subset, train_y, seed, "subset", clamp=clamp)
     if keep is not None:
         train_x, train_y = train_x[keep], train_y[keep]
-    keep = _subset_indices(test_subset, test_y, seed, "test_subset", clamp=reason is not None)
+    keep = _subset_indices(test_subset, test_y, seed, "test_subset", clamp=clamp)
     if keep is not None:
         test_x, test_y = test_x[keep], test_y[keep]
 
@@ -838,6 +865,8 @@ def load_data(name: str, root: str | os.PathLike | None = None, batch_size: int 
                          shuffle=True, drop_last=drop_last, **common)
     test = DeviceLoader(test_x, test_y, split="test", batch_size=test_batch_size,
                         augment=False, shuffle=False, drop_last=False, **common)
+    if full_run is not None:
+        train.full_run_images, test.full_run_images = full_run
     return train, test
 
 

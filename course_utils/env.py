@@ -4,6 +4,11 @@ Every notebook asks: which device trains the model (CUDA, else Apple's MPS, else
 we on Colab or Kaggle? Is this the real one-epoch homework, a reduced run on a CPU-only machine,
 or CI's smoke test (``COURSE_SMOKE=1``)? ``run_settings`` answers the last one from three
 dictionaries (full / cpu / smoke) and remembers what was reduced, for ``run_banner``.
+
+A rehearsal (``COURSE_REHEARSAL=1``, ``make rehearse``) runs the full mode's settings on any
+machine, on a couple of batches of data, so that every line a GPU student runs is executed
+in CI. ``expect`` states a run's outcome: enforced where the run can show it (cpu and full
+mode on the notebook's own dataset), printed with the reason elsewhere.
 """
 
 from __future__ import annotations
@@ -24,6 +29,13 @@ DATA_ENV = "COURSE_DATA"
 # Set by the instructor's runner (python -m course_tools run): progress bars print text, so a
 # saved notebook holds the bar itself rather than widget state that only a live Jupyter shows.
 TEXT_PROGRESS_ENV = "COURSE_TEXT_PROGRESS"
+# Full-mode settings on tiny data (make rehearse): each training set is cut to
+# REHEARSAL_BATCHES batches of the full batch size, each test set to one batch.
+REHEARSAL_ENV = "COURSE_REHEARSAL"
+REHEARSAL_BATCHES = 2
+# Forces the precision that precision="auto" picks: "fp16" runs a T4's path (fp16 autocast and
+# the gradient scaler), also on a CPU; "bf16" and "fp32" likewise. Unset: measured per device.
+PRECISION_ENV = "COURSE_PRECISION"
 
 # The settings chosen by the last call to run_settings(), for run_banner() and write_results().
 _last_settings: dict[str, Any] = {}
@@ -32,9 +44,18 @@ _last_reduced: dict[str, tuple[Any, Any]] = {}
 _notes: list[str] = []
 
 
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
 def is_smoke() -> bool:
     """True when ``COURSE_SMOKE`` is set to something truthy (CI's fast configuration)."""
-    return os.environ.get(SMOKE_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
+    return _flag(SMOKE_ENV)
+
+
+def is_rehearsal() -> bool:
+    """True when ``COURSE_REHEARSAL`` is set (and not smoke): full-mode settings, tiny data."""
+    return _flag(REHEARSAL_ENV) and not is_smoke()
 
 
 def is_colab() -> bool:
@@ -80,9 +101,12 @@ def device_name(device: torch.device | str | None = None) -> str:
 
 
 def run_mode(device: torch.device | str | None = None) -> str:
-    """'smoke' under COURSE_SMOKE=1, 'full' on a GPU, 'cpu' on a machine without one."""
+    """'smoke' under COURSE_SMOKE=1, 'full' on a GPU (and in a rehearsal, on any device),
+    'cpu' on a machine without one."""
     if is_smoke():
         return "smoke"
+    if is_rehearsal():
+        return "full"
     device = get_device() if device is None else torch.device(device)
     return "cpu" if device.type == "cpu" else "full"
 
@@ -154,20 +178,24 @@ def notes() -> list[str]:
     return list(_notes)
 
 
-def run_banner(title: str | None = None, **extra: Any) -> None:
-    """Print what this run is: device, versions, mode and what was reduced. Every notebook
-    prints it first, so that a screenshot of any output says how it was made. (Returns
-    nothing, so a notebook cell ending with it does not echo the text twice.)"""
-    print(banner_text(title, **extra))
+def run_banner(title: str | None = None, notebook: str | None = None, **extra: Any) -> None:
+    """Print what this run is: device, versions, mode and what was reduced, and for a course
+    ``notebook`` the estimated time of its full run on a T4. Every notebook prints it first,
+    so that a screenshot of any output says how it was made. (Returns nothing, so a notebook
+    cell ending with it does not echo the text twice.)"""
+    print(banner_text(title, notebook, **extra))
 
 
-def banner_text(title: str | None = None, **extra: Any) -> str:
+def banner_text(title: str | None = None, notebook: str | None = None, **extra: Any) -> str:
     """The text :func:`run_banner` prints."""
     import torchvision
 
     mode = run_mode()
     explain = {
-        "full": "full run (the one-epoch homework on a GPU)",
+        "full": "full run (the one-epoch homework on a GPU)" if not is_rehearsal() else
+                f"REHEARSAL of the full run ({REHEARSAL_ENV}=1): full-mode settings, but every "
+                f"training set cut to {REHEARSAL_BATCHES} batches and every test set to one; "
+                f"outcomes are printed, not checked",
         "cpu": "reduced run: no GPU found, settings shrunk so it finishes in minutes",
         "smoke": f"smoke run ({SMOKE_ENV}=1): tiny data and few steps, for CI",
     }[mode]
@@ -180,6 +208,14 @@ def banner_text(title: str | None = None, **extra: Any) -> str:
     for key, value in {**_last_settings, **extra}.items():
         full_run = f"  (full run: {_last_reduced[key][0]!r})" if key in _last_reduced else ""
         lines.append(f"  {key:<10}: {value!r}{full_run}")
+    if notebook is not None:
+        from .t4 import notebook_estimate
+
+        estimate = notebook_estimate(notebook)
+        lines.append(f"T4, full run: {estimate or 'no estimate yet (run make rehearse)'}")
+    forced = os.environ.get(PRECISION_ENV)
+    if forced:
+        lines.append(f"precision   : {forced} forced ({PRECISION_ENV})")
     lines += [f"note        : {note}" for note in _notes]
     return "\n".join(lines)
 
@@ -199,3 +235,38 @@ def write_results(path: str | os.PathLike | None, results: dict[str, Any],
     path.write_text(json.dumps(payload, indent=2, default=str, ensure_ascii=False) + "\n",
                     encoding="utf-8")
     print(f"results written to {path}")
+
+
+def outcomes_unchecked(data: Any = None) -> str | None:
+    """Why this run cannot show the outcomes a notebook's text states (None: it can).
+
+    Smoke runs and rehearsals train a few steps; a run that fell back to the bundled MNIST
+    sample (``data.fallback``, as ``load_data`` records it) did not train on the dataset the
+    text talks about."""
+    if is_smoke():
+        return "a smoke run: tiny data and a few steps"
+    if is_rehearsal():
+        return "a rehearsal: full-mode settings on a couple of batches"
+    if data is not None and getattr(data, "fallback", None):
+        return "this run used the bundled MNIST sample, not the dataset the text describes"
+    return None
+
+
+def expect(holds: Any, claim: str, data: Any = None, details: Any = None) -> bool:
+    """Back a sentence of the notebook's text with this run's outcome.
+
+    Where the run can show it (cpu or full mode on the notebook's own dataset, see
+    :func:`outcomes_unchecked`), a claim that does not hold stops the notebook with the claim
+    and ``details`` (the numbers), so a rerun that disagrees is never saved as if it agreed.
+    Elsewhere the claim and whether it held are printed with the reason it is not checked.
+    Returns whether it held."""
+    holds = bool(holds)
+    why_not = outcomes_unchecked(data)
+    if why_not is None:
+        if not holds:
+            raise AssertionError(f"this run does not show what the text says: {claim}"
+                                 + (f"\n{details}" if details is not None else ""))
+    else:
+        print(f"[not checked: {why_not}] {claim}: {'holds' if holds else 'does NOT hold'} "
+              f"in this run")
+    return holds

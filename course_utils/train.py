@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import env
+from . import env, t4
 from .papers import LENET5_PAPER_LR
 
 __all__ = ["fit", "evaluate", "History", "resolve_precision", "cpu_supports_bf16",
@@ -177,25 +177,37 @@ CPU_CHANNELS_LAST = True
 def resolve_precision(precision: str, device: torch.device | str) -> str:
     """The precision a run actually uses: "fp32", "bf16" or "fp16".
 
-    ``"auto"``: CUDA -> bf16 where supported, else fp16 (with a gradient scaler); CPU ->
-    bf16 when the CPU has native bf16 instructions (:func:`cpu_bf16_isa`), else fp32
-    (measured; see ``benchmarks/README.md``); other devices (Apple MPS) -> fp32.
+    ``"auto"``: ``$COURSE_PRECISION`` if set (a rehearsal of a T4's fp16 path, or the GPU
+    check's forced precisions); else CUDA -> bf16 where supported, else fp16 (with a gradient
+    scaler); CPU -> bf16 when the CPU has native bf16 instructions (:func:`cpu_bf16_isa`), else
+    fp32 (measured; see ``benchmarks/README.md``); other devices (Apple MPS) -> fp32.
+    fp16 runs on CUDA and on the CPU (many times slower there: for rehearsing a T4's path).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     device = torch.device(device)
+    if precision == "auto" and os.environ.get(env.PRECISION_ENV):
+        precision = os.environ[env.PRECISION_ENV].strip().lower()
+        if precision not in PRECISIONS[1:]:
+            raise ValueError(f"${env.PRECISION_ENV} must be one of {PRECISIONS[1:]}, "
+                             f"got {precision!r}")
     if device.type == "cuda":
         # Native bf16 needs Ampere (compute capability 8.0) or newer. Newer torch versions'
         # is_bf16_supported() also say yes on a T4 (7.5), where bf16 is only emulated.
         bf16_ok = torch.cuda.get_device_capability(device)[0] >= 8
         return ("bf16" if bf16_ok else "fp16") if precision == "auto" else precision
-    if precision == "fp16":
+    if precision == "fp16" and device.type != "cpu":
         raise ValueError(
-            f"precision='fp16' needs a CUDA GPU (it relies on a gradient scaler); this run is "
-            f"on {device.type}. Use precision='bf16' or 'fp32' (or 'auto').")
+            f"precision='fp16' needs a CUDA GPU or the CPU (it relies on a gradient scaler); "
+            f"this run is on {device.type}. Use precision='bf16' or 'fp32' (or 'auto').")
     if precision != "auto":
         return precision
     return "bf16" if device.type == "cpu" and cpu_bf16_isa() else "fp32"
+
+
+def gradient_scaler(device: torch.device | str, precision: str) -> torch.amp.GradScaler:
+    """The gradient scaler fp16 needs (T4), on the training device; disabled otherwise."""
+    return torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")
 
 
 def use_channels_last(device: torch.device | str) -> bool:
@@ -496,8 +508,14 @@ def fit(model: nn.Module, train: Iterable, test: Iterable | None = None, epochs:
         net.to(memory_format=torch.channels_last)
     train, test = _place_data(train, device), _place_data(test, device)
     runner: nn.Module = net
-    if devices == "all" and device.type == "cuda" and torch.cuda.device_count() > 1:
-        runner = nn.DataParallel(net)  # splits each batch over the GPUs (Kaggle's 2xT4)
+    several_gpus = device.type == "cuda" and torch.cuda.device_count() > 1
+    if devices == "all" and (several_gpus or env.is_rehearsal()):
+        # Splits each batch over the GPUs (Kaggle's 2xT4). A rehearsal wraps on one device too
+        # (DataParallel then calls the model directly), so that this path runs in CI.
+        runner = nn.DataParallel(net)
+
+    t4.record_training("fit", net, train, test, epochs, max_steps,  # rehearsals only
+                       several_gpus=devices == "all")
 
     # ---- optimizer, schedule, History, trainer
     opt = _make_optimizer(optimizer, net, lr, momentum, weight_decay, device)
@@ -521,7 +539,7 @@ def fit(model: nn.Module, train: Iterable, test: Iterable | None = None, epochs:
         "batch_size": batch_size, "model": type(net).__name__})
     trainer = _Trainer(
         runner=runner, net=net, opt=opt, sched=sched, per_step=per_step,
-        scaler=torch.amp.GradScaler("cuda", enabled=prec == "fp16"), device=device,
+        scaler=gradient_scaler(device, prec), device=device,
         precision=prec, channels_last=channels_last, label_smoothing=label_smoothing,
         aux_weight=aux_weight, epochs=epochs, max_steps=max_steps, progress=progress,
         read_every=log_every or max(1, round((steps_per_epoch or 1000) / READS_PER_EPOCH)),

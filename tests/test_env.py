@@ -123,3 +123,43 @@ def test_progress_bars_print_text_in_headless_runs(monkeypatch, capsys):
     import tqdm.auto
 
     assert isinstance(env.progress_bar(total=1, disable=True), tqdm.auto.tqdm)
+
+
+def test_a_rehearsal_runs_full_mode_on_any_device_and_smoke_wins(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.delenv("COURSE_SMOKE", raising=False)
+    monkeypatch.setenv("COURSE_REHEARSAL", "1")
+    assert env.is_rehearsal() and env.run_mode() == "full"
+    settings = env.run_settings({"image_size": 224}, cpu={"image_size": 32})
+    assert settings == {"image_size": 224}  # the full mode's values, on a CPU
+    assert "REHEARSAL" in env.banner_text("t")
+    monkeypatch.setenv("COURSE_SMOKE", "1")
+    assert not env.is_rehearsal() and env.run_mode() == "smoke"
+
+
+class _Loader:
+    def __init__(self, fallback=None):
+        self.fallback = fallback
+
+
+def test_expect_enforces_a_claim_only_where_the_run_can_show_it(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.delenv("COURSE_SMOKE", raising=False)
+    monkeypatch.delenv("COURSE_REHEARSAL", raising=False)
+    # cpu mode on the notebook's own data: a claim that does not hold stops the notebook
+    assert env.expect(True, "plain-56 trains worse", _Loader()) is True
+    assert capsys.readouterr().out == ""  # a claim that holds prints nothing
+    with pytest.raises(AssertionError, match="plain-56 trains worse.*\n.*0.31"):
+        env.expect(False, "plain-56 trains worse", _Loader(), details={"plain56": 0.31})
+    # the same run on the bundled sample: printed with the reason, not enforced
+    assert env.expect(False, "plain-56 trains worse", _Loader("cifar10 not found")) is False
+    out = capsys.readouterr().out
+    assert out.startswith("[not checked: this run used the bundled MNIST sample")
+    assert "plain-56 trains worse: does NOT hold in this run" in out
+    for variable in ("COURSE_SMOKE", "COURSE_REHEARSAL"):  # short runs never enforce
+        monkeypatch.setenv(variable, "1")
+        assert env.expect(False, "a claim", _Loader()) is False
+        assert "[not checked: a " in capsys.readouterr().out
+        monkeypatch.delenv(variable)

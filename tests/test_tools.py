@@ -7,6 +7,7 @@ last tests hold the committed notebooks in notebooks/ to the hygiene rules.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -679,3 +680,37 @@ def test_committed_notebooks_link_to_the_configured_repository(path):
     config = tools.read_repo_config(REPO)
     problems = tools.sync_problems(nbformat.read(path, as_version=4), config, path.stem)
     assert not problems, f"{path.name}: " + "; ".join(problems)
+
+
+def test_a_rehearsal_runs_full_mode_on_two_batches_and_leaves_the_notebook(root, capsys):
+    rehearsed = new_notebook(cells=[
+        tagged(new_code_cell('RESULTS_JSON = "results/02_lenet.json"'), "parameters"),
+        new_code_cell("from course_utils.data import load_data\n"
+                      "from course_utils.env import expect, run_mode, write_results\n"
+                      "from course_utils.models import get_model\n"
+                      "from course_utils.train import fit\n"
+                      "train, test = load_data('mnist', batch_size=64, image_size=32)\n"
+                      "history = fit(get_model('lenet5'), train, test, progress=False)\n"
+                      "assert run_mode() == 'full' and train.num_samples == 128\n"
+                      "expect(history.final['test_acc'] > 0.99, 'LeNet-5 learns', train)\n"
+                      "write_results(RESULTS_JSON, {'test_acc': history.final['test_acc']})")])
+    path = root / "notebooks" / "02_lenet.ipynb"
+    nbformat.write(rehearsed, path)
+    (root / "course_utils").mkdir()
+    before = path.read_bytes()
+
+    code, out = run_cli(capsys, "--root", root, "run", "--rehearse", "--precision", "fp16")
+    assert code == 0, out
+    assert "02_lenet.ipynb" in out and " ok  (1 outcome claims printed, not checked; 1 did " \
+        "not hold on 2 batches)" in out
+    assert path.read_bytes() == before  # the notebook itself is untouched
+    executed = nbformat.read(root / "build" / "rehearsal" / "02_lenet.ipynb", as_version=4)
+    text = "".join(o.get("text", "") for o in executed.cells[-1].outputs)
+    assert "[not checked: a rehearsal: full-mode settings on a couple of batches] LeNet-5 " \
+           "learns: does NOT hold in this run" in text
+    assert (root / "build" / "rehearsal" / "results" / "02_lenet.json").is_file()
+    assert not (root / "notebooks" / "results").exists()
+    plan = json.loads((root / "course_utils" / "full_runs.json").read_text())
+    [row] = plan["02_lenet"]  # the one fit call, as the full run would make it
+    assert (row["model"], row["batch_size"], row["train_images"], row["steps"]) == (
+        "LeNet5", 64, 60_000, 938)
