@@ -53,8 +53,9 @@ def homework_cells(name: str) -> list[str]:
     for cell in cells:
         source = "".join(cell["source"])
         if cell["cell_type"] == "code" and SKIP_TAG not in cell["metadata"].get("tags", []):
-            sources.append("\n".join(line for line in source.splitlines()
-                                     if not line.lstrip().startswith("%")))
+            sources.append("\n".join(  # an IPython magic (%pip, %matplotlib) becomes `pass`
+                line[:len(line) - len(line.lstrip())] + "pass"
+                if line.lstrip().startswith("%") else line for line in source.splitlines()))
         if "### BEGIN SOLUTION" in source:
             return sources
     raise ValueError(f"{name}: no homework solution cell")

@@ -694,6 +694,8 @@ def test_a_rehearsal_runs_full_mode_on_two_batches_and_leaves_the_notebook(root,
                       "assert run_mode() == 'full' and train.num_samples == 128\n"
                       "expect(history.final['test_acc'] > 0.99, 'LeNet-5 learns', train)\n"
                       "write_results(RESULTS_JSON, {'test_acc': history.final['test_acc']})")])
+    rehearsed.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                        "language": "python"}
     path = root / "notebooks" / "02_lenet.ipynb"
     nbformat.write(rehearsed, path)
     (root / "course_utils").mkdir()
