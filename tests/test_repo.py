@@ -43,13 +43,13 @@ def test_no_upper_pins_on_torch(repo_root):
         assert "<" not in requirement and "==" not in requirement, requirement
 
 
-def test_ci_runs_the_readme_test_command(repo_root):
+def test_ci_runs_both_readme_commands_and_the_rehearsal(repo_root):
     readme = (repo_root / "README.md").read_text(encoding="utf-8")
-    assert "make test" in readme and "make notebooks" in readme
+    assert "make test" in readme and "make notebooks" in readme and "make rehearse" in readme
     ci = (repo_root / ".ci" / "run").read_text(encoding="utf-8")
-    commands = [line.strip() for line in ci.splitlines()
-                if line.strip() and not line.lstrip().startswith("#")]
-    assert "make test" in commands
+    parts = re.findall(r'^part "[^"]+" (make \w+)$', ci, re.M)
+    assert parts == ["make test", "make notebooks", "make rehearse"]  # timed, in this order
+    assert re.search(r"^unset COURSE_DATA ", ci, re.M)  # no data: the sample fallback
 
 
 def test_every_notebook_is_collected_exactly_once(repo_root):
