@@ -162,6 +162,7 @@ def notebook_estimate(notebook: str) -> str | None:
     total = sum(training_seconds(r) for r in rows)
     peak = max(r["memory_bytes"] for r in rows)
     memory = f"{peak / 2**30:.1f} GiB" if peak >= 2**30 else f"{peak / 2**20:.0f} MiB"
-    return (f"{duration(total)} of training for Run all on one T4 ({len(rows)} trainings; "
+    count = f"{len(rows)} training" + ("s" if len(rows) != 1 else "")
+    return (f"{duration(total)} of training for Run all on one T4 ({count}; "
             f"estimate calibrated on a published ResNet-50 figure, not measured); peak "
             f"training memory {memory} of the T4's 15 GiB")
