@@ -56,7 +56,13 @@ from pathlib import Path
 import nbformat
 
 from course_utils import t4
-from course_utils.env import PRECISION_ENV, REHEARSAL_ENV, SMOKE_ENV, TEXT_PROGRESS_ENV
+from course_utils.env import (
+    NOT_CHECKED_MARK,
+    PRECISION_ENV,
+    REHEARSAL_ENV,
+    SMOKE_ENV,
+    TEXT_PROGRESS_ENV,
+)
 from course_utils.homework import PROBE_MARK
 
 # --------------------------------------------------------------------------------------
@@ -644,7 +650,6 @@ def _error_output(cell) -> dict | None:
 
 
 REHEARSAL_DIR = Path("build") / "rehearsal"
-NOT_CHECKED_MARK = "[not checked: "  # printed by course_utils.env.expect
 
 
 def run_notebooks(root: Path, paths: list[Path], smoke: bool = False,

@@ -66,25 +66,28 @@ class DatasetSpec:
     image_size: int              # native height = width
     flip: bool                   # a mirrored shoe is still a shoe, a mirrored 3 is no digit
     crop_padding: int            # random-crop padding (pixels at native size) when augmenting
+    split_sizes: tuple[int, int]  # training and test images (a rehearsal's record of a full run)
 
 
 _DIGITS = tuple(str(d) for d in range(10))
 DATASETS: dict[str, DatasetSpec] = {
     # Statistics of the training sets (the usual published values).
     "mnist": DatasetSpec("mnist", _DIGITS, (0.1307,), (0.3081,), 1, 28, flip=False,
-                         crop_padding=2),
+                         crop_padding=2, split_sizes=(60_000, 10_000)),
     "fashion_mnist": DatasetSpec(
         "fashion_mnist", ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
                           "Shirt", "Sneaker", "Bag", "Ankle boot"),
-        (0.2860,), (0.3530,), 1, 28, flip=True, crop_padding=2),
+        (0.2860,), (0.3530,), 1, 28, flip=True, crop_padding=2, split_sizes=(60_000, 10_000)),
     "cifar10": DatasetSpec(
         "cifar10", ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                     "ship", "truck"),
         # per-pixel std over the training set (not the often copied 0.2023/0.1994/0.2010)
-        (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 3, 32, flip=True, crop_padding=4),
+        (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 3, 32, flip=True, crop_padding=4,
+        split_sizes=(50_000, 10_000)),
 }
 # The bundled sample is MNIST, so it is normalised with MNIST's statistics.
-DATASETS["sample"] = dataclasses.replace(DATASETS["mnist"], name="sample")
+DATASETS["sample"] = dataclasses.replace(DATASETS["mnist"], name="sample",
+                                         split_sizes=(8_000, 2_000))
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -714,14 +717,9 @@ def _check_subset(subset, what: str) -> int | float | None:
     return _check_int(subset, what, 1)
 
 
-# Images per split of each dataset (for a rehearsal's record of the full run it stands for).
-SPLIT_SIZES = {"mnist": (60_000, 10_000), "fashion_mnist": (60_000, 10_000),
-               "cifar10": (50_000, 10_000), "sample": (8_000, 2_000)}
-
-
-def _full_run_size(subset: int | float | None, key: str, split: str) -> int | None:
-    total = SPLIT_SIZES.get(key, (None, None))[split == "test"]
-    if total is None:
+def _full_run_size(subset: int | float | None, total: int | None) -> int | None:
+    """The images a full run trains on: ``subset`` of a split of ``total`` images."""
+    if total is None:  # an image folder: its size is known only once it is read
         return subset if isinstance(subset, int) else None
     if subset is None:
         return total
@@ -799,7 +797,8 @@ def load_data(name: str, root: str | os.PathLike | None = None, batch_size: int 
                        f"a rehearsal does not download ({env.REHEARSAL_ENV}=1)")
     full_run = None  # a rehearsal remembers what the full run would train on (t4.py's plan)
     if env.is_rehearsal():  # full-mode settings, but a couple of batches (env.REHEARSAL_BATCHES)
-        full_run = (_full_run_size(subset, key, "train"), _full_run_size(test_subset, key, "test"))
+        sizes = DATASETS[key].split_sizes if key in DATASETS else (None, None)
+        full_run = (_full_run_size(subset, sizes[0]), _full_run_size(test_subset, sizes[1]))
         subset = _rehearsal_size(subset, env.REHEARSAL_BATCHES * batch_size)
         test_subset = _rehearsal_size(test_subset, test_batch_size)
     device = env.get_device() if device is None else torch.device(device)

@@ -36,6 +36,8 @@ REHEARSAL_BATCHES = 2
 # Forces the precision that precision="auto" picks: "fp16" runs a T4's path (fp16 autocast and
 # the gradient scaler), also on a CPU; "bf16" and "fp32" likewise. Unset: measured per device.
 PRECISION_ENV = "COURSE_PRECISION"
+# How expect() starts the line of a claim it does not enforce (the rehearsal counts them).
+NOT_CHECKED_MARK = "[not checked: "
 
 # The settings chosen by the last call to run_settings(), for run_banner() and write_results().
 _last_settings: dict[str, Any] = {}
@@ -267,6 +269,6 @@ def expect(holds: Any, claim: str, data: Any = None, details: Any = None) -> boo
             raise AssertionError(f"this run does not show what the text says: {claim}"
                                  + (f"\n{details}" if details is not None else ""))
     else:
-        print(f"[not checked: {why_not}] {claim}: {'holds' if holds else 'does NOT hold'} "
+        print(f"{NOT_CHECKED_MARK}{why_not}] {claim}: {'holds' if holds else 'does NOT hold'} "
               f"in this run")
     return holds
