@@ -1,6 +1,6 @@
 """Which precision trains faster on this CPU: fp32 or bf16 autocast (and does channels_last help)?
 
-The answer decides ``fit(precision="auto")`` on CPUs (course_utils.train.resolve_precision).
+The answer decides ``fit(precision="auto")`` on CPUs (course_utils.device.resolve_precision).
 For every (model, image size) below it times full training steps (forward, backward, SGD
 update) of the four variants fp32 / bf16 x contiguous / channels_last, interleaved in rounds
 so that other jobs on a shared machine slow all of them alike, and prints the median step
@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from course_utils.analysis import count_macs
+from course_utils.device import cpu_supports_bf16, resolve_precision, use_channels_last
 from course_utils.models import get_model
-from course_utils.train import cpu_supports_bf16, resolve_precision, use_channels_last
 
 # (model, image size, batch size): the course's models at the sizes its notebooks train at
 # on a CPU (small) and at their native size (large). Batch sizes keep one step near a second.

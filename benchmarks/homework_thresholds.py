@@ -4,7 +4,7 @@ Each notebook is cut right after its homework (setup ... solution cell), the gra
 measurement (``course_utils.homework.grader_probe``) is appended, and the result is executed
 with papermill for every seed. The check cell itself is left out, so that a seed below the
 current threshold is still reported. The table goes to benchmarks/homework_thresholds.md
-(appended, with the CPU, the mode and the command); course_utils.homework.THRESHOLDS is set
+(appended, with the CPU, the mode and the command); course_utils.minimums.MINIMUMS is set
 by hand from it, below the worst seed with a margin.
 
     python benchmarks/homework_thresholds.py --seeds 0 1 2 [--smoke] [NOTEBOOK ...]
@@ -30,8 +30,9 @@ import papermill
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from course_tools.cli import current_python_kernel  # noqa: E402
-from course_utils.homework import PROBE_MARK, THRESHOLDS  # noqa: E402
+from course_tools.kernel import PYTHON_KERNEL, python_kernel  # noqa: E402
+from course_utils.homework import PROBE_MARK  # noqa: E402
+from course_utils.minimums import minimum_for  # noqa: E402
 
 NOTEBOOKS = ["02_lenet", "03_alexnet", "04_vgg", "05_inception", "06_resnet", "07_densenet"]
 
@@ -49,11 +50,10 @@ def measure(name: str, seed: int, workdir: Path) -> dict:
     nbformat.write(homework_prefix(name), source)
     out = workdir / f"{name}-{seed}-out.ipynb"
     started = time.perf_counter()
-    with current_python_kernel() as kernel:
-        papermill.execute_notebook(
-            str(source), str(out), parameters={"SEED": seed,
-                                               "RESULTS_JSON": str(workdir / "r.json")},
-            cwd=str(REPO / "notebooks"), kernel_name=kernel, progress_bar=False)
+    papermill.execute_notebook(
+        str(source), str(out), parameters={"SEED": seed, "RESULTS_JSON": str(workdir / "r.json")},
+        cwd=str(REPO / "notebooks"), kernel_name=PYTHON_KERNEL,
+        kernel_manager_class=python_kernel(), progress_bar=False)
     executed = nbformat.read(out, as_version=4)
     text = "".join(o.get("text", "") for o in executed.cells[-1].outputs)
     found = json.loads(text.split(PROBE_MARK, 1)[1].strip().splitlines()[0])
@@ -84,8 +84,7 @@ def main() -> None:
             accs = [r["test_acc"] for r in results]
             first = results[0]
             mode, source = first["mode"], first["data"]
-            key = (mode, source)
-            current = THRESHOLDS.get(name, {}).get(key)
+            current = minimum_for(name, mode, source).accuracy
             lines.append(
                 f"| {name} | {mode} | {source} | "
                 + ", ".join(f"{a:.2%}" for a in accs)

@@ -89,7 +89,7 @@ def main() -> None:
                               precision=args.precision, progress=False)
                 seconds = time.perf_counter() - start
                 accs.append(history.final["test_acc"])
-            label = (f"default ({default_lr(model, args.optimizer):g})" if lr == "default"
+            label = (f"default ({default_lr(model, args.optimizer, batch_size):g})" if lr == "default"
                      else lr)
             label += "".join(f", {v}" for v in (args.optimizer, args.schedule, args.precision,
                                                 args.variant) if v not in ("sgd", None, "auto", "none"))

@@ -754,7 +754,7 @@ def load_data(name: str, root: str | os.PathLike | None = None, batch_size: int 
     device: where the data lives and batches are produced; default ``env.get_device()``.
     seed: shuffling and augmentation of epoch e depend only on (seed, e).
     fallback: ``"sample"`` = use the bundled MNIST sample if the dataset cannot be found or
-        downloaded (announced with ``env.add_note`` and recorded in ``.fallback``). None means
+        downloaded (announced in the output and recorded in ``.fallback``). None means
         ``"sample"`` in smoke mode (``COURSE_SMOKE=1``) and no fallback otherwise.
     in_channels: 3 repeats grey images three times (colour models on MNIST). Default: the
         dataset's own; when falling back from a colour dataset, 3.
@@ -835,9 +835,9 @@ def load_data(name: str, root: str | os.PathLike | None = None, batch_size: int 
     in_channels = in_channels or (spec.in_channels if spec else 3)
     image_size = image_size or (spec.image_size if spec else 32)
     if reason is not None:
-        env.add_note(f"DATA FALLBACK: {reason}. Using the bundled MNIST sample (8,000 train / "
-                     f"2,000 test real digits) instead; accuracies are not comparable with "
-                     f"{name}.")
+        print(f"[course_utils] DATA FALLBACK: {reason}. Using the bundled MNIST sample (8,000 "
+              f"train / 2,000 test real digits) instead; accuracies are not comparable with "
+              f"{name}.")
         spec, key, found = DATASETS["sample"], "sample", None
 
     train_x, train_y, test_x, test_y = _load_arrays(key, found)

@@ -3,7 +3,8 @@
 Every notebook asks: which device trains the model (CUDA, else Apple's MPS, else the CPU)? Are
 we on Colab or Kaggle? Is this the real one-epoch homework, a reduced run on a CPU-only machine,
 or CI's smoke test (``COURSE_SMOKE=1``)? ``run_settings`` answers the last one from three
-dictionaries (full / cpu / smoke) and remembers what was reduced, for ``run_banner``.
+dictionaries (full / cpu / smoke) and returns a :class:`RunSettings`: the mode, the chosen
+values, what was reduced and notes, which ``run_banner`` and ``write_results`` print and save.
 
 A rehearsal (``COURSE_REHEARSAL=1``, ``make rehearse``) runs the full mode's settings on any
 machine, on a couple of batches of data, so that every line a GPU student runs is executed
@@ -18,6 +19,8 @@ import os
 import platform
 import random
 import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +41,6 @@ REHEARSAL_BATCHES = 2
 PRECISION_ENV = "COURSE_PRECISION"
 # How expect() starts the line of a claim it does not enforce (the rehearsal counts them).
 NOT_CHECKED_MARK = "[not checked: "
-
-# The settings chosen by the last call to run_settings(), for run_banner() and write_results().
-_last_settings: dict[str, Any] = {}
-_last_reduced: dict[str, tuple[Any, Any]] = {}
-# Notes other modules add for the banner (e.g. "MNIST not found: using the bundled sample").
-_notes: list[str] = []
 
 
 def _flag(name: str) -> bool:
@@ -144,51 +141,62 @@ def at_most(value: Any, limit: Any) -> Any:
     return limit if value is None else min(value, limit)
 
 
+@dataclass(frozen=True, eq=False)  # eq: Mapping's (equal to a dict with the same items)
+class RunSettings(Mapping):
+    """What :func:`run_settings` chose for this run. Reads like a dict (``settings["lr"]``);
+    ``mode`` is "full", "cpu" or "smoke"; ``full`` holds the full run's values, so
+    ``reduced`` can say what this run shrank; ``notes`` are printed by the banner."""
+
+    mode: str
+    values: dict[str, Any]
+    full: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def reduced(self) -> dict[str, tuple[Any, Any]]:
+        """{setting: (full run's value, this run's value)} for every setting this run changed."""
+        return {key: (self.full.get(key), value) for key, value in self.values.items()
+                if self.full.get(key) != value}
+
+
 def run_settings(full: dict[str, Any], cpu: dict[str, Any] | None = None,
-                 smoke: dict[str, Any] | None = None) -> dict[str, Any]:
+                 smoke: dict[str, Any] | None = None) -> RunSettings:
     """Pick the settings for this run: ``full`` is the real homework on a GPU; ``cpu``
     overrides some of its values on a machine without a GPU (so the run finishes in minutes);
     ``smoke`` overrides them again for CI. Keys missing from an override keep the value of
-    the level above. Whatever differs from ``full`` is remembered and shown by
-    :func:`run_banner`."""
+    the level above. Pass the result to :func:`run_banner` and :func:`write_results`."""
     mode = run_mode()
     chosen = dict(full)
     if mode in ("cpu", "smoke"):
         chosen.update(cpu or {})
     if mode == "smoke":
         chosen.update(smoke or {})
-    _last_settings.clear()
-    _last_settings.update(chosen)
-    _last_reduced.clear()
-    _last_reduced.update({k: (full.get(k), v) for k, v in chosen.items() if full.get(k) != v})
-    return chosen
+    notes = []
+    if os.environ.get(PRECISION_ENV):
+        notes.append(f"precision {os.environ[PRECISION_ENV]} forced ({PRECISION_ENV})")
+    return RunSettings(mode, chosen, dict(full), tuple(notes))
 
 
-def reductions() -> dict[str, tuple[Any, Any]]:
-    """{setting: (full value, this run's value)} for every setting this run reduced."""
-    return dict(_last_reduced)
+def run_banner(title: str | None = None, notebook: str | None = None,
+               settings: RunSettings | None = None, **extra: Any) -> None:
+    """Print what this run is: device, versions, mode, the ``settings`` and what was reduced,
+    and for a course ``notebook`` the estimated time of its full run on a T4. Every notebook
+    prints it first, so that a screenshot of any output says how it was made. (Returns
+    nothing, so a notebook cell ending with it does not echo the text twice.)"""
+    print(banner_text(title, notebook, settings, **extra))
 
 
-def add_note(text: str) -> None:
-    """Record something the run banner must say (e.g. a data fallback). Printed at once too."""
-    if text not in _notes:
-        _notes.append(text)
-    print(f"[course_utils] {text}")
-
-
-def notes() -> list[str]:
-    return list(_notes)
-
-
-def run_banner(title: str | None = None, notebook: str | None = None, **extra: Any) -> None:
-    """Print what this run is: device, versions, mode and what was reduced, and for a course
-    ``notebook`` the estimated time of its full run on a T4. Every notebook prints it first,
-    so that a screenshot of any output says how it was made. (Returns nothing, so a notebook
-    cell ending with it does not echo the text twice.)"""
-    print(banner_text(title, notebook, **extra))
-
-
-def banner_text(title: str | None = None, notebook: str | None = None, **extra: Any) -> str:
+def banner_text(title: str | None = None, notebook: str | None = None,
+                settings: RunSettings | None = None, **extra: Any) -> str:
     """The text :func:`run_banner` prints."""
     import torchvision
 
@@ -207,33 +215,36 @@ def banner_text(title: str | None = None, notebook: str | None = None, **extra: 
              f"versions    : python {platform.python_version()}, torch {torch.__version__}, "
              f"torchvision {torchvision.__version__}",
              f"mode        : {explain}"]
-    for key, value in {**_last_settings, **extra}.items():
-        full_run = f"  (full run: {_last_reduced[key][0]!r})" if key in _last_reduced else ""
+    settings = settings if settings is not None else RunSettings(mode, {})
+    reduced = settings.reduced
+    for key, value in {**settings, **extra}.items():
+        full_run = f"  (full run: {reduced[key][0]!r})" if key in reduced else ""
         lines.append(f"  {key:<10}: {value!r}{full_run}")
     if notebook is not None:
         from .t4 import notebook_estimate
 
         estimate = notebook_estimate(notebook)
         lines.append(f"T4, full run: {estimate or 'no estimate yet (run make rehearse)'}")
-    forced = os.environ.get(PRECISION_ENV)
-    if forced:
-        lines.append(f"precision   : {forced} forced ({PRECISION_ENV})")
-    lines += [f"note        : {note}" for note in _notes]
+    lines += [f"note        : {note}" for note in settings.notes]
     return "\n".join(lines)
 
 
 def write_results(path: str | os.PathLike | None, results: dict[str, Any],
+                  settings: RunSettings | None = None,
                   parameters: dict[str, Any] | None = None) -> None:
     """Write a notebook's headline numbers as JSON (papermill tests read them back); ``None``
-    writes nothing. The run mode, the chosen settings and the notebook's ``parameters`` (its
-    papermill parameters cell) are added, so that a reader knows what produced the numbers.
-    Returns nothing, so a notebook's last cell shows only the line printed here."""
+    writes nothing. The run mode, the chosen ``settings`` and what they reduced, and the
+    notebook's ``parameters`` (its papermill parameters cell) are added, so that a reader
+    knows what produced the numbers. Returns nothing, so a notebook's last cell shows only
+    the line printed here."""
     if path is None:
         return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"mode": run_mode(), "parameters": dict(parameters or {}),
-               "settings": dict(_last_settings), "notes": list(_notes), **results}
+    settings = settings if settings is not None else RunSettings(run_mode(), {})
+    payload = {"mode": settings.mode, "parameters": dict(parameters or {}),
+               "settings": dict(settings), "reduced": settings.reduced,
+               "notes": list(settings.notes), **results}
     path.write_text(json.dumps(payload, indent=2, default=str, ensure_ascii=False) + "\n",
                     encoding="utf-8")
     print(f"results written to {path}")

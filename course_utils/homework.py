@@ -35,54 +35,13 @@ import torch
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from . import env, t4
+from . import env, minimums, t4
 from .analysis import count_macs, format_table
-from .train import (
-    READS_PER_EPOCH,
-    _autocast,
-    _batches,
-    _choose_device,
-    _place_data,
-    evaluate,
-    gradient_scaler,
-    resolve_precision,
-    use_channels_last,
-)
+from .device import Placement
+from .train import READS_PER_EPOCH, evaluate
 
-__all__ = ["HomeworkRun", "check_homework", "measure", "THRESHOLDS", "threshold",
+__all__ = ["HomeworkRun", "check_homework", "measure", "threshold", "minimum_for",
            "grader_probe", "PROBE_MARK", "compare_with_fit", "t4_estimate", "t4_estimate_seconds"]
-
-# Minimum test accuracy of the one-epoch homework per notebook, run mode and data source ("real":
-# the notebook's dataset; "sample": the bundled MNIST sample of smoke runs and offline machines).
-# Each value sits below the worst of at least three seeds of the reference solution, with a
-# margin; benchmarks/homework_thresholds.md has the seeds, the command and the CPU. "full"
-# values are estimates until a GPU run measures them (marked there).
-THRESHOLDS: dict[str, dict[tuple[str, str], float | None]] = {
-    "02_lenet": {("full", "real"): 0.975, ("cpu", "real"): 0.975, ("cpu", "sample"): 0.85,
-                 ("smoke", "sample"): 0.65, ("smoke", "real"): 0.65},
-    "03_alexnet": {("full", "real"): 0.20, ("cpu", "real"): 0.25, ("smoke", "sample"): None,
-                   ("smoke", "real"): None},
-    "04_vgg": {("full", "real"): 0.20, ("cpu", "real"): 0.25, ("smoke", "sample"): 0.45,
-               ("smoke", "real"): None},
-    "05_inception": {("full", "real"): 0.20, ("cpu", "real"): 0.18, ("smoke", "sample"): None,
-                     ("smoke", "real"): None},
-    "06_resnet": {("full", "real"): 0.30, ("cpu", "real"): 0.30, ("smoke", "sample"): 0.50,
-                  ("smoke", "real"): None},
-    "07_densenet": {("full", "real"): 0.30, ("cpu", "real"): 0.32, ("smoke", "sample"): 0.30,
-                    ("smoke", "real"): None},
-}
-# Why a mode has no minimum (None above): the optimizer-step, image, zero_grad, train-mode and
-# auxiliary-head checks still run there.
-NOT_ASSERTED = {
-    "smoke real": "a smoke run on the real CIFAR-10 files (instead of CI's bundled MNIST "
-                  "sample) has no measured seeds",
-    "03_alexnet": "AlexNet stays on its initial plateau (loss ln 10) for more steps than a smoke "
-                  "run takes (measured: still at chance after 192 steps of 32 on the bundled "
-                  "sample)",
-    "05_inception": "GoogLeNet without batch norm stays on its initial plateau for about 200 "
-                    "steps, more than a smoke run takes (measured: 13% after 128 steps, 22% "
-                    "after 192 steps of 16 on the bundled sample)",
-}
 
 PROBE_MARK = "__course_homework__"
 
@@ -150,19 +109,15 @@ class HomeworkRun:
         global _ACTIVE
         if _ACTIVE is not None:
             _ACTIVE.close()
-        self.device = _choose_device(train, "auto")  # the data's device, as fit picks it
-        train, test = _place_data(train, self.device), _place_data(test, self.device)
-        model.to(self.device)
-        self.channels_last = use_channels_last(self.device)
-        if self.channels_last:
-            model.to(memory_format=torch.channels_last)
-        # Same rule as fit: bf16 autocast on GPUs with bf16, fp16 + scaler on a T4, and on a
-        # CPU whatever was measured faster (benchmarks/README.md).
-        self.precision = resolve_precision("auto", self.device)
+        # The same device, precision and memory format as fit: bf16 autocast on GPUs with
+        # bf16, fp16 + the gradient scaler on a T4, and on a CPU what was measured faster.
+        self.place = Placement.choose(train)
+        self.device, self.precision = self.place.device, self.place.precision
+        self.channels_last = self.place.channels_last
+        train, test = self.place.data(train), self.place.data(test)
+        self.place.model(model)
         t4.record_training("homework: your loop", model, train, test, epochs)  # rehearsals only
-        self.scaler = gradient_scaler(self.device, self.precision)
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
+        self.scaler = self.place.gradient_scaler()
         self.model, self.train, self.test, self.epochs = model, train, test, int(epochs)
         self.train_images = getattr(train, "num_samples", None)
         self.steps_per_epoch = len(train)
@@ -195,7 +150,7 @@ class HomeworkRun:
         started, seen = time.perf_counter(), 0
         bar = env.progress_bar(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.epochs}")
         try:
-            batches = _batches(self.train, self.device, self.channels_last)
+            batches = self.place.batches(self.train)
             for step, (x, y) in enumerate(batches, start=1):
                 yield x, y
                 seen += int(y.shape[0])
@@ -215,7 +170,7 @@ class HomeworkRun:
 
     def autocast(self):
         """Mixed precision for the forward pass and the loss (a no-op in fp32)."""
-        return _autocast(self.device, self.precision)
+        return self.place.autocast()
 
     def log(self, loss: torch.Tensor) -> None:
         """Add a batch's loss to the progress bar's running mean (stays on the device)."""
@@ -315,20 +270,12 @@ def threshold(notebook: str, run: HomeworkRun) -> float | None:
 
 
 def minimum_for(notebook: str, mode: str, source: str) -> tuple[float | None, str]:
-    """(minimum test accuracy, why there is none) for a run mode and data source. A mode or
-    data source without measured seeds has no minimum, never an error: a Kaggle student with
-    Internet off runs full mode on the sample, a rehearsal runs full mode on two batches."""
+    """(minimum test accuracy, why there is none) for a run mode and data source
+    (:mod:`course_utils.minimums`); a rehearsal never applies one."""
     if env.is_rehearsal():
         return None, "a rehearsal trains on a couple of batches; no minimum applies"
-    table = THRESHOLDS[notebook]
-    minimum = table.get((mode, source))
-    if minimum is not None:
-        return minimum, ""
-    if (mode, source) not in table:
-        data = "the bundled MNIST sample" if source == "sample" else "the real dataset"
-        return None, (f"no minimum was measured for {mode} mode on {data} "
-                      f"(benchmarks/homework_thresholds.md)")
-    return None, NOT_ASSERTED["smoke real" if (mode, source) == ("smoke", "real") else notebook]
+    row = minimums.minimum_for(notebook, mode, source)
+    return row.accuracy, row.why_none
 
 
 def measure(run: HomeworkRun) -> dict[str, Any]:

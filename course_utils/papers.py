@@ -6,11 +6,12 @@ the lecture quotes a number differently from the paper, both are recorded (``LEC
 a note that explains the difference.
 
 Tables (plain data): ``SOURCES`` (key -> citation), ``ARCHITECTURES``, ``PARAMS`` (the exact
-counts our models reproduce), ``PAPER_PARAMS`` (as the papers print them: "60 million"),
-``LENET5_LAYER_PARAMS``, ``MACS`` (per image; ResNet Table 1 "FLOPs" are multiply-adds),
-``GOOGLENET_TABLE1``, ``IMAGENET_ERRORS``, ``ILSVRC_WINNERS``, ``CIFAR10_ERRORS``,
-``MNIST_ERRORS``, ``LENET5_PAPER_LR``, ``TORCHVISION`` (one protocol for all models: use it
-for charts), ``LECTURE``, ``CS231N_VGG16``, ``COMPARISON_MODELS``.
+counts our models reproduce, keyed by registry name or name_variant; a model built as
+torchvision builds it takes its count from ``TORCHVISION``), ``PAPER_PARAMS`` (as the papers
+print them: "60 million"), ``LENET5_LAYER_PARAMS``, ``MACS`` (per image; ResNet Table 1
+"FLOPs" are multiply-adds), ``GOOGLENET_TABLE1``, ``IMAGENET_ERRORS``, ``ILSVRC_WINNERS``,
+``CIFAR10_ERRORS``, ``MNIST_ERRORS``, ``LENET5_PAPER_LR``, ``TORCHVISION`` (one protocol for
+all models: use it for charts), ``LECTURE``, ``CS231N_VGG16``, ``COMPARISON_MODELS``.
 Helpers: :func:`errors_for`, :func:`summary_rows`.
 
 Conventions: error rates in percent; parameters and MACs as plain numbers (not millions).
@@ -48,7 +49,7 @@ SOURCES: dict[str, str] = {
 
 
 @dataclass(frozen=True)
-class Figure:
+class Published:
     """One published number and where it was printed."""
 
     value: float
@@ -139,31 +140,80 @@ COMPARISON_MODELS: tuple[str, ...] = (
     "lenet5", "alexnet", "vgg16", "vgg19", "googlenet", "resnet50", "densenet121",
 )
 
+# --------------------------------------------------------------------------- torchvision
+# torchvision's single-crop (224, resize 256) ImageNet-1K validation accuracy of its own
+# implementations, and its "GFLOPS" column, which counts multiply-adds (= our count_macs).
+TORCHVISION: dict[str, dict[str, float]] = {
+    "alexnet": {"acc1": 56.522, "acc5": 79.066, "gmacs": 0.714, "params": 61_100_840},
+    "vgg11": {"acc1": 69.020, "acc5": 88.628, "gmacs": 7.609, "params": 132_863_336},
+    "vgg13": {"acc1": 69.928, "acc5": 89.246, "gmacs": 11.308, "params": 133_047_848},
+    "vgg16": {"acc1": 71.592, "acc5": 90.382, "gmacs": 15.470, "params": 138_357_544},
+    "vgg19": {"acc1": 72.376, "acc5": 90.876, "gmacs": 19.632, "params": 143_667_240},
+    "vgg11_bn": {"acc1": 70.370, "acc5": 89.810, "gmacs": 7.609, "params": 132_868_840},
+    "vgg13_bn": {"acc1": 71.586, "acc5": 90.374, "gmacs": 11.308, "params": 133_053_736},
+    "vgg16_bn": {"acc1": 73.360, "acc5": 91.516, "gmacs": 15.470, "params": 138_365_992},
+    "vgg19_bn": {"acc1": 74.218, "acc5": 91.842, "gmacs": 19.632, "params": 143_678_248},
+    "googlenet": {"acc1": 69.778, "acc5": 89.530, "gmacs": 1.498, "params": 6_624_904},
+    "resnet18": {"acc1": 69.758, "acc5": 89.078, "gmacs": 1.814, "params": 11_689_512},
+    "resnet34": {"acc1": 73.314, "acc5": 91.420, "gmacs": 3.664, "params": 21_797_672},
+    "resnet50": {"acc1": 76.130, "acc5": 92.862, "gmacs": 4.089, "params": 25_557_032},
+    "resnet101": {"acc1": 77.374, "acc5": 93.546, "gmacs": 7.801, "params": 44_549_160},
+    "resnet152": {"acc1": 78.312, "acc5": 94.046, "gmacs": 11.514, "params": 60_192_808},
+    "densenet121": {"acc1": 74.434, "acc5": 91.972, "gmacs": 2.834, "params": 7_978_856},
+    "densenet169": {"acc1": 75.600, "acc5": 92.806, "gmacs": 3.360, "params": 14_149_480},
+    "densenet201": {"acc1": 76.896, "acc5": 93.370, "gmacs": 4.291, "params": 20_013_928},
+}
+TORCHVISION_SOURCE = _src("torchvision", "IMAGENET1K_V1")
+TORCHVISION_NOTES: dict[str, str] = {
+    "alexnet": "torchvision's AlexNet follows the 'one weird trick' variant (64-192-384-256-256 "
+    "filters, 224 input), not the 2012 paper's layer sizes",
+    "googlenet": "torchvision's GoogLeNet has batch norm and 3x3 convs in the '5x5' branch",
+    "resnet50": "stride in the 3x3 conv of each bottleneck ('v1.5'); the paper's placement "
+    "gives 3.8 G",
+}
+
 # --------------------------------------------------------------------------- parameters
 _D = _src("design", "")
-PARAMS: dict[str, Figure] = {key: Figure(value, _D, note) for key, value, note in [
+# The CIFAR-10 ResNets of He et al. (Sec. 4.2) by depth, at 10 classes with option A shortcuts.
+_CIFAR_RESNETS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}
+
+
+def _torchvision(model: str, note: str = "= torchvision") -> tuple[str, float, str]:
+    """A PARAMS row for a model built as torchvision builds it: its count is TORCHVISION's."""
+    return model, TORCHVISION[model]["params"], note
+
+
+PARAMS: dict[str, Published] = {key: Published(value, _D, note) for key, value, note in [
+    ("basic_cnn", 123_222, "the course's first MNIST CNN, before LeNet-5"),
     ("lenet5", 61_706, "C3 fully connected to S2 and a linear output layer; the paper's partial "
      "C3 table and RBF output give 60,000 trainable parameters (LENET5_LAYER_PARAMS)"),
+    ("lenet5_c3_table", 60_806, "c3_table=True: C3 connected as the paper's Table I says "
+     "(LENET5_LAYER_PARAMS['C3'] weights instead of 2,416)"),
     ("alexnet", 62_378_344, "one tower, 227x227 input, layer sizes of Krizhevsky 2012"),
     ("alexnet_groups2", 60_965_224, "the paper's two-GPU split (groups=2 in conv2, conv4, conv5)"),
-    ("vgg11", 132_863_336, "= torchvision"), ("vgg13", 133_047_848, "= torchvision"),
-    ("vgg16", 138_357_544, "= torchvision"), ("vgg19", 143_667_240, "= torchvision"),
-    ("vgg11_bn", 132_868_840, "= torchvision"), ("vgg13_bn", 133_053_736, "= torchvision"),
-    ("vgg16_bn", 138_365_992, "= torchvision"), ("vgg19_bn", 143_678_248, "= torchvision"),
+    *map(_torchvision, ["vgg11", "vgg13", "vgg16", "vgg19",
+                        "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"]),
+    ("vgg16_c", 133_638_952, "config C: the last convolution of stages 3 to 5 is 1x1, not 3x3"),
     ("googlenet", 6_998_552, "Table 1 widths, no batch norm, auxiliary heads off"),
     ("googlenet_aux", 13_378_280, "with the two auxiliary classifiers: the lecture's '13M'"),
-    ("resnet18", 11_689_512, "= torchvision"), ("resnet34", 21_797_672, "= torchvision"),
-    ("resnet50", 25_557_032, "= torchvision (stride placement does not change it)"),
-    ("resnet101", 44_549_160, "= torchvision"), ("resnet152", 60_192_808, "= torchvision"),
-    ("densenet121", 7_978_856, "= torchvision"), ("densenet169", 14_149_480, "= torchvision"),
-    ("densenet201", 20_013_928, "= torchvision"),
+    *map(_torchvision, ["resnet18", "resnet34"]),
+    _torchvision("resnet50", "= torchvision (stride placement does not change it)"),
+    *map(_torchvision, ["resnet101", "resnet152"]),
+    *[(f"resnet{depth}", count, "option A shortcuts; He et al. Table 6 prints it rounded "
+       "(CIFAR10_ERRORS)") for depth, count in _CIFAR_RESNETS.items()],
+    ("resnet20_b", 272_474, "shortcut='B': a 1x1 conv + BN projection where a stage halves the "
+     "size and doubles the channels"),
+    # The plain nets: option A shortcuts have no parameters, so removing them changes nothing.
+    *[(f"plain{depth}", _CIFAR_RESNETS[depth], f"= resnet{depth} without its shortcuts")
+      for depth in (20, 32, 44, 56)],
+    *map(_torchvision, ["densenet121", "densenet169", "densenet201"]),
     ("densenet264", 33_337_704, "torchvision's construction with blocks (6, 12, 64, 48)"),
 ]}
 
 # Trainable parameters per layer as LeNet-5's paper lists them (Sec. II-B). They add up to
 # exactly 60,000; the output layer's RBF parameter vectors were fixed, not learned.
-LENET5_LAYER_PARAMS: dict[str, Figure] = {
-    name: Figure(value, _src("lecun1998", "Sec. II-B"), note) for name, value, note in [
+LENET5_LAYER_PARAMS: dict[str, Published] = {
+    name: Published(value, _src("lecun1998", "Sec. II-B"), note) for name, value, note in [
         ("C1", 156, "6 maps of 5x5 weights + bias"),
         ("S2", 12, "one coefficient and one bias per map"),
         ("C3", 1_516, "partial connection table (Table I)"),
@@ -172,31 +222,31 @@ LENET5_LAYER_PARAMS: dict[str, Figure] = {
         ("F6", 10_164, "84 units"),
     ]}
 
-PAPER_PARAMS: dict[str, Figure] = {
-    "lenet5": Figure(60_000, _src("lecun1998", "Sec. II-B (sum of the per-layer counts)"),
-                     "the lecture says about 60 thousand"),
-    "alexnet": Figure(60_000_000, _src("krizhevsky2012", "abstract ('60 million parameters')")),
-    "vgg11": Figure(133_000_000, _src("simonyan2015", "Table 2 (A, A-LRN: 133 M)")),
-    "vgg11_lrn": Figure(133_000_000, _src("simonyan2015", "Table 2 (A-LRN: 133 M)")),
-    "vgg13": Figure(133_000_000, _src("simonyan2015", "Table 2 (B: 133 M)")),
-    "vgg16_c": Figure(134_000_000, _src("simonyan2015", "Table 2 (C, with 1x1 convs: 134 M)")),
-    "vgg16": Figure(138_000_000, _src("simonyan2015", "Table 2 (D: 138 M)")),
-    "vgg19": Figure(144_000_000, _src("simonyan2015", "Table 2 (E: 144 M)")),
+PAPER_PARAMS: dict[str, Published] = {
+    "lenet5": Published(60_000, _src("lecun1998", "Sec. II-B (sum of the per-layer counts)"),
+                        "the lecture says about 60 thousand"),
+    "alexnet": Published(60_000_000, _src("krizhevsky2012", "abstract ('60 million parameters')")),
+    "vgg11": Published(133_000_000, _src("simonyan2015", "Table 2 (A, A-LRN: 133 M)")),
+    "vgg11_lrn": Published(133_000_000, _src("simonyan2015", "Table 2 (A-LRN: 133 M)")),
+    "vgg13": Published(133_000_000, _src("simonyan2015", "Table 2 (B: 133 M)")),
+    "vgg16_c": Published(134_000_000, _src("simonyan2015", "Table 2 (C, with 1x1 convs: 134 M)")),
+    "vgg16": Published(138_000_000, _src("simonyan2015", "Table 2 (D: 138 M)")),
+    "vgg19": Published(144_000_000, _src("simonyan2015", "Table 2 (E: 144 M)")),
 }
 
 # --------------------------------------------------------------------------- MACs
 _RESNET_T1 = _src("he2016", "Table 1 (FLOPs = multiply-adds, Sec. 3.3)")
-MACS: dict[str, Figure] = {
-    "resnet18": Figure(1.8e9, _RESNET_T1),
-    "resnet34": Figure(3.6e9, _RESNET_T1),
-    "resnet50": Figure(3.8e9, _RESNET_T1, "stride 2 in the first 1x1 conv of a bottleneck; "
-                       "torchvision's stride in the 3x3 gives 4.09 G (TORCHVISION)"),
-    "resnet101": Figure(7.6e9, _RESNET_T1),
-    "resnet152": Figure(11.3e9, _RESNET_T1),
-    "plain34": Figure(3.6e9, _src("he2016", "Sec. 3.3 (the 34-layer plain baseline)")),
-    "vgg16": Figure(15.3e9, _src("he2016", "Sec. 4.1 (VGG-16/19: 15.3/19.6 billion FLOPs)")),
-    "vgg19": Figure(19.6e9, _src("he2016", "Sec. 3.3 (VGG-19: 19.6 billion FLOPs)")),
-    "googlenet": Figure(
+MACS: dict[str, Published] = {
+    "resnet18": Published(1.8e9, _RESNET_T1),
+    "resnet34": Published(3.6e9, _RESNET_T1),
+    "resnet50": Published(3.8e9, _RESNET_T1, "stride 2 in the first 1x1 conv of a bottleneck; "
+                          "torchvision's stride in the 3x3 gives 4.09 G (TORCHVISION)"),
+    "resnet101": Published(7.6e9, _RESNET_T1),
+    "resnet152": Published(11.3e9, _RESNET_T1),
+    "plain34": Published(3.6e9, _src("he2016", "Sec. 3.3 (the 34-layer plain baseline)")),
+    "vgg16": Published(15.3e9, _src("he2016", "Sec. 4.1 (VGG-16/19: 15.3/19.6 billion FLOPs)")),
+    "vgg19": Published(19.6e9, _src("he2016", "Sec. 3.3 (VGG-19: 19.6 billion FLOPs)")),
+    "googlenet": Published(
         1.5e9, _src("szegedy2015", "Sec. 1 (a budget of 1.5 billion multiply-adds)"),
         "a design budget, not a measurement; Table 1's ops column adds up to about 1.5 G"),
 }
@@ -354,7 +404,7 @@ ILSVRC_RUNNERS_UP: list[dict[str, Any]] = [
     {"year": 2014, "team": "MSRA", "model": "SPP-net", "top5": 7.35, "place": "3rd",
      "source": _GN2},
 ]
-HUMAN_TOP5 = Figure(
+HUMAN_TOP5 = Published(
     5.1, _src("russakovsky2015", "human vs. machine comparison (trained annotator)"),
     "the figure CS231n's ILSVRC chart shows beside the winners")
 
@@ -381,9 +431,9 @@ CIFAR10_ERRORS: list[dict[str, Any]] = [
     _cifar("DenseNet-BC (L=190, k=40)", 25.6e6, 3.46, _DN2),
 ]
 
-MNIST_ERRORS: dict[str, Figure] = {
-    "lenet5": Figure(0.95, _src("lecun1998", "Sec. III-B, Fig. 9 (MNIST test error, %)")),
-    "lenet5_distortions": Figure(
+MNIST_ERRORS: dict[str, Published] = {
+    "lenet5": Published(0.95, _src("lecun1998", "Sec. III-B, Fig. 9 (MNIST test error, %)")),
+    "lenet5_distortions": Published(
         0.8, _src("lecun1998", "Sec. III-B, Fig. 9 (training set with artificial distortions)")),
 }
 
@@ -393,57 +443,26 @@ LENET5_PAPER_LR: list[tuple[int | None, float]] = [
     (2, 5e-4), (3, 2e-4), (3, 1e-4), (4, 5e-5), (None, 1e-5)]
 LENET5_PAPER_LR_SOURCE = _src("lecun1998", "Sec. IV-A 'Results'")
 
-# --------------------------------------------------------------------------- torchvision
-# torchvision's single-crop (224, resize 256) ImageNet-1K validation accuracy of its own
-# implementations, and its "GFLOPS" column, which counts multiply-adds (= our count_macs).
-TORCHVISION: dict[str, dict[str, float]] = {
-    "alexnet": {"acc1": 56.522, "acc5": 79.066, "gmacs": 0.714, "params": 61_100_840},
-    "vgg11": {"acc1": 69.020, "acc5": 88.628, "gmacs": 7.609, "params": 132_863_336},
-    "vgg13": {"acc1": 69.928, "acc5": 89.246, "gmacs": 11.308, "params": 133_047_848},
-    "vgg16": {"acc1": 71.592, "acc5": 90.382, "gmacs": 15.470, "params": 138_357_544},
-    "vgg19": {"acc1": 72.376, "acc5": 90.876, "gmacs": 19.632, "params": 143_667_240},
-    "vgg11_bn": {"acc1": 70.370, "acc5": 89.810, "gmacs": 7.609, "params": 132_868_840},
-    "vgg13_bn": {"acc1": 71.586, "acc5": 90.374, "gmacs": 11.308, "params": 133_053_736},
-    "vgg16_bn": {"acc1": 73.360, "acc5": 91.516, "gmacs": 15.470, "params": 138_365_992},
-    "vgg19_bn": {"acc1": 74.218, "acc5": 91.842, "gmacs": 19.632, "params": 143_678_248},
-    "googlenet": {"acc1": 69.778, "acc5": 89.530, "gmacs": 1.498, "params": 6_624_904},
-    "resnet18": {"acc1": 69.758, "acc5": 89.078, "gmacs": 1.814, "params": 11_689_512},
-    "resnet34": {"acc1": 73.314, "acc5": 91.420, "gmacs": 3.664, "params": 21_797_672},
-    "resnet50": {"acc1": 76.130, "acc5": 92.862, "gmacs": 4.089, "params": 25_557_032},
-    "resnet101": {"acc1": 77.374, "acc5": 93.546, "gmacs": 7.801, "params": 44_549_160},
-    "resnet152": {"acc1": 78.312, "acc5": 94.046, "gmacs": 11.514, "params": 60_192_808},
-    "densenet121": {"acc1": 74.434, "acc5": 91.972, "gmacs": 2.834, "params": 7_978_856},
-    "densenet169": {"acc1": 75.600, "acc5": 92.806, "gmacs": 3.360, "params": 14_149_480},
-    "densenet201": {"acc1": 76.896, "acc5": 93.370, "gmacs": 4.291, "params": 20_013_928},
-}
-TORCHVISION_SOURCE = _src("torchvision", "IMAGENET1K_V1")
-TORCHVISION_NOTES: dict[str, str] = {
-    "alexnet": "torchvision's AlexNet follows the 'one weird trick' variant (64-192-384-256-256 "
-    "filters, 224 input), not the 2012 paper's layer sizes",
-    "googlenet": "torchvision's GoogLeNet has batch norm and 3x3 convs in the '5x5' branch",
-    "resnet50": "stride in the 3x3 conv of each bottleneck ('v1.5'); the paper's placement "
-    "gives 3.8 G",
-}
-
 # --------------------------------------------------------------------------- CS231n
 # The per-layer VGG-16 table of CS231n (seed 001): activations and weights of every layer for
 # one 224x224 image. Its printed totals do not all follow from its own rows; the notes say so.
-CS231N_VGG16: dict[str, Figure] = {
-    "activations": Figure(
+CS231N_VGG16: dict[str, Published] = {
+    "activations": Published(
         24e6, _src("cs231n", "Lecture 9, VGGNet slide ('TOTAL memory: 24M * 4 bytes')"),
         "the slide's own per-layer rows (input, 13 conv, 5 pool, 3 FC outputs) add up to "
         "15,237,608 values, about 15.2 M, not 24 M"),
-    "memory_bytes": Figure(
+    "memory_bytes": Published(
         96e6, _src("cs231n", "Lecture 9, VGGNet slide ('~= 96MB / image (only forward!)')"),
         "24 M x 4 bytes; the course notes print ~= 93MB for the same product; the rows give "
         "about 61 MB (x2 for the backward pass)"),
-    "params": Figure(138e6, _src("cs231n", "Lecture 9, VGGNet slide ('TOTAL params: 138M')"),
-                     "the rows count weights without biases: 138,344,128; with biases 138,357,544"),
+    "params": Published(138e6, _src("cs231n", "Lecture 9, VGGNet slide ('TOTAL params: 138M')"),
+                        "the rows count weights without biases: 138,344,128; with biases "
+                        "138,357,544"),
 }
 
 # --------------------------------------------------------------------------- the lecture
-LECTURE: dict[str, Figure] = {key: Figure(value, _src("lecture", where), note)
-                              for key, value, where, note in [
+LECTURE: dict[str, Published] = {key: Published(value, _src("lecture", where), note)
+                                 for key, value, where, note in [
     ("lenet5_params", 60_000, "5.3 ('6만여 개')", "= PAPER_PARAMS['lenet5']"),
     ("alexnet_params", 60_000_000, "5.3 ('6천만 개')",
      "= PAPER_PARAMS['alexnet']; the paper also gives 650,000 neurons"),

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from torchvision.utils import make_grid
 
 from .analysis import receptive_fields
 
@@ -209,20 +210,15 @@ def show_images(images: Any, labels: Any = None, classes: Sequence[str] | None =
     return _finish(fig, show, title)
 
 
-def _mosaic(tiles: torch.Tensor, ncols: int, pad: int = 1) -> np.ndarray:
-    """(N, C, H, W) tiles (C = 1 or 3), each scaled to [0, 1], as one image; the gaps are NaN
-    for grey tiles (blank whatever the colour map) and white for colour tiles."""
-    t = tiles.detach().float().cpu().numpy()
-    n, c, h, w = t.shape
-    nrows = math.ceil(n / ncols)
-    fill = np.nan if c == 1 else 1.0
-    out = np.full((c, nrows * (h + pad) - pad, ncols * (w + pad) - pad), fill, dtype=np.float32)
-    for i in range(n):
-        r, q = divmod(i, ncols)
-        lo, hi = t[i].min(), t[i].max()
-        tile = (t[i] - lo) / (hi - lo) if hi > lo else np.zeros_like(t[i])
-        out[:, r * (h + pad):r * (h + pad) + h, q * (w + pad):q * (w + pad) + w] = tile
-    return out[0] if c == 1 else np.transpose(out, (1, 2, 0))
+def _mosaic(tiles: torch.Tensor, ncols: int) -> np.ndarray:
+    """(N, C, H, W) tiles (C = 1 or 3), each scaled to [0, 1], as one image for ``imshow``
+    (``make_grid``); the 1-pixel gaps are NaN for grey tiles (blank whatever the colour map)
+    and white for colour tiles."""
+    grey = tiles.shape[1] == 1
+    grid = make_grid(tiles.detach().float().cpu(), nrow=ncols, padding=1, normalize=True,
+                     scale_each=True, pad_value=float("nan") if grey else 1.0)
+    # make_grid copies a grey channel into three; imshow wants (H, W) or (H, W, 3).
+    return grid[0].numpy() if grey else grid.permute(1, 2, 0).numpy()
 
 
 def show_filters(weight: Any, *, ncols: int | None = None, title: str | None = None,

@@ -4,14 +4,15 @@
     history.final["test_acc"], history.plot()
     evaluate(model, test)  # {"loss": ..., "acc": ..., "top5": ...}
 
-What it adds to the lecture's plain loop (``for x, y in loader: ... loss.item()``):
+``fit``'s loop (in :func:`fit`, under "the loop") is the notebooks' own training loop, with:
 
 * No host sync per step: loss and accuracy stay on the device and are read (and checked for
   NaN/inf) every ``log_every`` steps, so a diverging run stops at most that many steps late.
-* bf16/fp16 autocast, channels_last and cudnn.benchmark where measured faster (CPU policy:
-  ``benchmarks/README.md``, "CPU precision policy"; see :func:`resolve_precision`).
-* Atomic checkpoints every ~30 s and after every epoch; ``resume=True`` continues bit for bit,
-  mid-epoch too. Ctrl-C returns the History so far; errors say what to do next.
+* The device, precision and memory format of :class:`course_utils.device.Placement`: bf16/fp16
+  autocast and channels_last where measured faster, the fp16 gradient scaler on a T4.
+* Checkpoints (:mod:`course_utils.checkpoint`) about every 30 s and after every epoch;
+  ``resume=True`` continues bit for bit, mid-epoch too. Ctrl-C returns the History so far;
+  errors say what to do next.
 * ``devices="all"``: every GPU through ``nn.DataParallel`` (Kaggle's 2xT4); the lecture's
   schedules; GoogLeNet's auxiliary losses.
 
@@ -27,7 +28,6 @@ import itertools
 import json
 import math
 import os
-import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -40,32 +40,33 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import env, t4
+from .checkpoint import Checkpoint, CheckpointError
+from .device import Placement, resolve_precision, use_channels_last
 from .papers import LENET5_PAPER_LR
 
-__all__ = ["fit", "evaluate", "History", "resolve_precision", "cpu_supports_bf16",
-           "cpu_bf16_isa", "use_channels_last", "TrainingDivergedError", "CheckpointError",
+__all__ = ["fit", "evaluate", "History", "Checkpoint", "CheckpointError", "TrainingDivergedError",
            "TrainingOutOfMemoryError", "DEFAULT_LR", "default_lr", "OPTIMIZERS", "SCHEDULES",
-           "PRECISIONS", "lenet5_factor"]
+           "lenet5_factor"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = (None, "lenet5", "step", "plateau", "googlenet", "onecycle")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 # Learning rate when ``lr=None`` (default_lr): Adam/AdamW 1e-3; SGD the papers' 0.01 for plain
-# deep stacks (AlexNet, VGG, GoogLeNet), 0.1 with batch norm (ResNet, DenseNet) and for small
-# networks (< 1 M parameters): LeNet-5 on MNIST, batch 128, one epoch reaches ~94 % at 0.01,
-# ~98 % at 0.1 (benchmarks/README.md, "Defaults for LeNet-5").
+# deep stacks (AlexNet, VGG, GoogLeNet), 0.1 with batch norm (ResNet, DenseNet). Small networks
+# (< 1 M parameters, LeNet-5) take a rate that grows with the batch size, chosen at 64, 128,
+# 256 and 512 (interpolated on log2(batch) between them): one epoch of MNIST with no schedule
+# then passes 97.5 % at batch 64-256 and 97 % at 512 over three seeds (benchmarks/README.md,
+# "LeNet-5 defaults at other batch sizes").
 DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3, "adamw": 1e-3}
-SGD_FAST_LR = 0.1
+SGD_BATCH_NORM_LR = 0.1
 SMALL_MODEL_PARAMS = 1_000_000
+SMALL_MODEL_LR_BY_BATCH = {64: 0.05, 128: 0.1, 256: 0.115, 512: 0.3}
 # Weight decay when ``weight_decay=None``: 5e-4 as in AlexNet/VGG for SGD; Adam's L2 term
 # fights its per-parameter scaling, so plain Adam gets none and AdamW the usual 0.01.
 DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adam": 0.0, "adamw": 1e-2}
 # Device-side counters are read about this often per epoch (log_every=None): enough for a
 # learning curve, few enough to cost nothing and keep saved progress bars short.
 READS_PER_EPOCH = 20
-# With fit(checkpoint=...): seconds of training between two checkpoints inside an epoch.
-CHECKPOINT_SECONDS = 30.0
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -74,10 +75,6 @@ class TrainingDivergedError(FloatingPointError):
     def __init__(self, message: str, history: History | None = None) -> None:
         super().__init__(message)
         self.history = history
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file could not be read or does not fit the model."""
 
 
 # torch.OutOfMemoryError (torch >= 2.5) is torch.cuda.OutOfMemoryError under a new name.
@@ -147,140 +144,28 @@ def _jsonable(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else str(value)
 
 
-# --------------------------------------------------------------------------- precision
-def cpu_bf16_isa() -> str | None:
-    """The CPU's native bf16 matrix instructions: "amx" (Intel AMX tiles), "avx512_bf16"
-    (e.g. AMD Zen 4/5, Intel Cooper Lake) or None (PyTorch would emulate bf16)."""
-    flags: set[str] = set()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    if "amx_bf16" in flags:
-        return "amx"
-    return "avx512_bf16" if "avx512_bf16" in flags else None
-
-
-def cpu_supports_bf16() -> bool:
-    """True when bf16 matmuls run natively on this CPU (see :func:`cpu_bf16_isa`)."""
-    return cpu_bf16_isa() is not None
-
-
-# Measured (benchmarks/README.md, "CPU precision policy"): with native bf16 (AVX512-BF16 on the
-# course machine; AMX is faster still) bf16 + channels_last trained every course model faster
-# than fp32 (1.4x LeNet-5 .. 2.6x ResNet-50), emulated bf16 only adds conversions;
-# channels_last lost only on AlexNet (0.7-1.0x), little next to its bf16 gain: one rule for all.
-CPU_CHANNELS_LAST = True
-
-
-def resolve_precision(precision: str, device: torch.device | str) -> str:
-    """The precision a run actually uses: "fp32", "bf16" or "fp16".
-
-    ``"auto"``: ``$COURSE_PRECISION`` if set (a rehearsal of a T4's fp16 path, or the GPU
-    check's forced precisions); else CUDA -> bf16 where supported, else fp16 (with a gradient
-    scaler); CPU -> bf16 when the CPU has native bf16 instructions (:func:`cpu_bf16_isa`), else
-    fp32 (measured; see ``benchmarks/README.md``); other devices (Apple MPS) -> fp32.
-    fp16 runs on CUDA and on the CPU (many times slower there: for rehearsing a T4's path).
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    device = torch.device(device)
-    if precision == "auto" and os.environ.get(env.PRECISION_ENV):
-        precision = os.environ[env.PRECISION_ENV].strip().lower()
-        if precision not in PRECISIONS[1:]:
-            raise ValueError(f"${env.PRECISION_ENV} must be one of {PRECISIONS[1:]}, "
-                             f"got {precision!r}")
-    if device.type == "cuda":
-        # Native bf16 needs Ampere (compute capability 8.0) or newer. Newer torch versions'
-        # is_bf16_supported() also say yes on a T4 (7.5), where bf16 is only emulated.
-        bf16_ok = torch.cuda.get_device_capability(device)[0] >= 8
-        return ("bf16" if bf16_ok else "fp16") if precision == "auto" else precision
-    if precision == "fp16" and device.type != "cpu":
-        raise ValueError(
-            f"precision='fp16' needs a CUDA GPU or the CPU (it relies on a gradient scaler); "
-            f"this run is on {device.type}. Use precision='bf16' or 'fp32' (or 'auto').")
-    if precision != "auto":
-        return precision
-    return "bf16" if device.type == "cpu" and cpu_bf16_isa() else "fp32"
-
-
-def gradient_scaler(device: torch.device | str, precision: str) -> torch.amp.GradScaler:
-    """The gradient scaler fp16 needs (T4), on the training device; disabled otherwise."""
-    return torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")
-
-
-def use_channels_last(device: torch.device | str) -> bool:
-    """NHWC memory format for convolutions: on CUDA (tensor cores want it) and on CPUs
-    (oneDNN; measured, see CPU_CHANNELS_LAST)."""
-    device = torch.device(device)
-    return device.type == "cuda" or (device.type == "cpu" and CPU_CHANNELS_LAST)
-
-
-def _autocast(device: torch.device, precision: str):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 # --------------------------------------------------------------------------- data, loss
-def _split_output(output: Any) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Main logits and auxiliary logits (GoogLeNet returns (logits, aux1, aux2) in training)."""
-    return (output[0], list(output[1:])) if isinstance(output, (tuple, list)) else (output, [])
-
-
-def _loss(output: Any, y: torch.Tensor, label_smoothing: float, aux_weight: float):
-    logits, aux = _split_output(output)
-    # In fp32 whatever the autocast dtype: a bf16 log-softmax over many classes loses digits
-    # that the gradient needs.
-    loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
-    for extra in aux:  # GoogLeNet: "weighted by 0.3" (Szegedy et al. 2014, Section 5)
-        loss = loss + aux_weight * F.cross_entropy(extra.float(), y,
-                                                   label_smoothing=label_smoothing)
-    return loss, logits
-
-
-def _batches(data: Iterable, device: torch.device, channels_last: bool):
-    """Yield (x, y) on ``device``; a no-op for data that already lives there."""
-    for x, y in data:
-        if x.device != device:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        yield x, y
-
-
-def _place_data(data: Any, device: torch.device) -> Any:
-    current = getattr(data, "device", None)
-    if current is not None and hasattr(data, "to") and torch.device(current) != device:
-        return data.to(device)
-    return data
-
-
 # --------------------------------------------------------------------------- evaluate
-def evaluate(model: nn.Module, data: Iterable, precision: str = "auto") -> dict[str, float]:
+def evaluate(model: nn.Module, data: Iterable, precision: str = "auto", *,
+             place: Placement | None = None) -> dict[str, float]:
     """Mean cross-entropy loss, top-1 and top-5 accuracy (fractions 0..1) of ``model`` on
-    ``data``. Runs in eval mode without gradients; the model's mode is restored after."""
-    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
-    device = tensor.device if tensor is not None else torch.device("cpu")
-    data = _place_data(data, device)
-    return _evaluate(model, data, device, resolve_precision(precision, device),
-                     use_channels_last(device))
-
-
-def _evaluate(model: nn.Module, data: Iterable, device: torch.device, precision: str,
-              channels_last: bool) -> dict[str, float]:
+    ``data``. Runs in eval mode without gradients; the model's mode is restored after.
+    ``place``: fit's placement (default: the model's device, ``precision``)."""
+    if place is None:
+        tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+        device = tensor.device if tensor is not None else torch.device("cpu")
+        place = Placement(device, resolve_precision(precision, device), use_channels_last(device))
+    data = place.data(data)
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    correct5 = torch.zeros((), device=device, dtype=torch.long)
+    loss_sum = torch.zeros((), device=place.device)
+    correct = torch.zeros((), device=place.device, dtype=torch.long)
+    correct5 = torch.zeros((), device=place.device, dtype=torch.long)
     seen = 0
     try:
         with torch.inference_mode():
-            for x, y in _batches(data, device, channels_last):
-                with _autocast(device, precision):
+            for x, y in place.batches(data):
+                with place.autocast():
                     logits, _ = _split_output(model(x))
                 logits = logits.float()
                 loss_sum += F.cross_entropy(logits, y, reduction="sum")
@@ -300,18 +185,23 @@ def _evaluate(model: nn.Module, data: Iterable, device: torch.device, precision:
 _NORM_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm)
 
 
-def default_lr(model: nn.Module, optimizer: str = "sgd") -> float:
+def default_lr(model: nn.Module, optimizer: str = "sgd", batch_size: int | None = None) -> float:
     """The learning rate ``fit`` uses when ``lr=None`` (see DEFAULT_LR's comment)."""
     optimizer = optimizer.lower()
     if optimizer != "sgd":
         return DEFAULT_LR[optimizer]
-    has_norm = any(isinstance(m, _NORM_LAYERS) for m in model.modules())
-    small = sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMS
-    return SGD_FAST_LR if has_norm or small else DEFAULT_LR["sgd"]
+    if any(isinstance(m, _NORM_LAYERS) for m in model.modules()):
+        return SGD_BATCH_NORM_LR
+    if sum(p.numel() for p in model.parameters()) >= SMALL_MODEL_PARAMS:
+        return DEFAULT_LR["sgd"]
+    sizes = sorted(SMALL_MODEL_LR_BY_BATCH)
+    return float(np.interp(math.log2(batch_size or 128), [math.log2(b) for b in sizes],
+                           [SMALL_MODEL_LR_BY_BATCH[b] for b in sizes]))
 
 
 def _make_optimizer(optimizer: Any, model: nn.Module, lr: float | None, momentum: float,
-                    weight_decay: float | None, device: torch.device) -> torch.optim.Optimizer:
+                    weight_decay: float | None, device: torch.device,
+                    batch_size: int | None) -> torch.optim.Optimizer:
     if isinstance(optimizer, torch.optim.Optimizer):
         if lr is not None:
             raise ValueError("lr was given together with an optimizer instance; set the "
@@ -322,7 +212,7 @@ def _make_optimizer(optimizer: Any, model: nn.Module, lr: float | None, momentum
                          f"got {optimizer!r}")
     name = optimizer.lower()
     kind = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name]
-    kwargs = {"lr": default_lr(model, name) if lr is None else lr,
+    kwargs = {"lr": default_lr(model, name, batch_size) if lr is None else lr,
               "weight_decay": DEFAULT_WEIGHT_DECAY[name] if weight_decay is None else weight_decay}
     if name == "sgd":
         kwargs["momentum"] = momentum
@@ -386,39 +276,293 @@ def _current_lr(optimizer: torch.optim.Optimizer) -> float:
     return float(optimizer.param_groups[0]["lr"])
 
 
-# --------------------------------------------------------------------------- checkpoints
-def _rng_state() -> dict[str, Any]:
-    keys, pos, has_gauss, cached = np.random.get_state()[1:]
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-             # NumPy's state as tensors/ints so that the file loads with weights_only=True.
-             "numpy": (torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
-                       float(cached))}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write to a temporary file and rename it: a crash mid-write never leaves a
-    half-written checkpoint under the real name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- fit
-def _check_arguments(epochs, lr, momentum, weight_decay, label_smoothing, aux_weight,
-                     max_steps, log_every, devices, checkpoint_every) -> None:
+def fit(model: nn.Module, train: Iterable, test: Iterable | None = None, epochs: int = 1, *,
+        optimizer: str | torch.optim.Optimizer = "sgd", lr: float | None = None,
+        momentum: float = 0.9, weight_decay: float | None = None, schedule: Any = None,
+        aux_weight: float = 0.3, label_smoothing: float = 0.0, precision: str = "auto",
+        devices: str | torch.device = "auto", seed: int = 0, max_steps: int | None = None,
+        checkpoint: str | os.PathLike | Checkpoint | None = None, resume: bool = True,
+        progress: bool = True, log_every: int | None = None) -> History:
+    """Train ``model`` on ``train`` for ``epochs`` epochs; evaluate on ``test`` after each.
+
+    optimizer     "sgd" (with ``momentum``), "adam", "adamw", or your own
+                  ``torch.optim.Optimizer`` (then leave ``lr`` None).
+    lr            None: :func:`default_lr` (adam/adamw 1e-3; sgd 0.1 with batch norm, a rate
+                  that grows with the batch size under 1 M parameters (LeNet-5), else 0.01).
+    weight_decay  None: 5e-4 for SGD, 0 for Adam, 0.01 for AdamW.
+    schedule      one of SCHEDULES, a scheduler built on your optimizer, or a callable
+                  optimizer -> scheduler. Steps once per epoch, except one-cycle/cyclic (per
+                  batch) and reduce-on-plateau (with the test loss, else the training loss).
+    aux_weight    weight of the auxiliary losses of a model that returns (logits, aux, ...)
+                  in training mode (GoogLeNet: 0.3). ``label_smoothing``: cross-entropy's.
+    precision     "auto" | "fp32" | "bf16" | "fp16" (see :mod:`course_utils.device`).
+    devices       "auto": the data's device (else the best available); "all": every visible
+                  GPU through ``torch.nn.DataParallel``; or a device such as "cpu".
+    seed          seeds torch/NumPy/Python (dropout...); the data's order depends on the
+                  data's own seed and the epoch.
+    max_steps     stop after this many optimizer steps in total (short runs).
+    checkpoint    a file (or ``Checkpoint(path, every_steps=N)``) written about every 30 s of
+                  training and after every epoch; with ``resume=True`` an existing one is loaded
+                  and training continues exactly where it stopped (keep the other arguments).
+    log_every     read the device-side metrics every N steps (default: ~20 reads per epoch).
+
+    Returns a :class:`History`. Ctrl-C stops training and returns the History so far
+    (``final["interrupted"] = True``); the model keeps its partly trained weights.
+    """
+    _check_arguments(model, epochs, lr, momentum, weight_decay, label_smoothing, aux_weight,
+                     max_steps, log_every, devices)
+    start_time = time.perf_counter()
+    place = Placement.choose(train, devices, precision)
+    net = place.model(model.module if isinstance(model, nn.DataParallel) else model)
+    train, test = place.data(train), place.data(test)
+    runner = _parallel(net, place, devices)
+    t4.record_training("fit", net, train, test, epochs, max_steps,  # rehearsals only
+                       several_gpus=devices == "all")
+    batch_size = getattr(train, "batch_size", None)
+    batch_size = batch_size if isinstance(batch_size, int) else None
+    opt = _make_optimizer(optimizer, net, lr, momentum, weight_decay, place.device, batch_size)
+    steps_per_epoch = _length(train)
+    sched, per_step = _make_schedule(schedule, opt, epochs,
+                                     _total_steps(steps_per_epoch, epochs, max_steps))
+    scaler = place.gradient_scaler()
+    history = History(config={
+        "epochs": epochs, "optimizer": type(opt).__name__, "lr": _current_lr(opt),
+        "momentum": momentum if isinstance(opt, torch.optim.SGD) else None,
+        "weight_decay": opt.param_groups[0].get("weight_decay"),
+        "schedule": schedule if isinstance(schedule, str) or schedule is None
+        else type(schedule).__name__, "label_smoothing": label_smoothing,
+        "aux_weight": aux_weight, "precision": place.precision, "seed": seed,
+        "max_steps": max_steps, "batch_size": batch_size, "model": type(net).__name__})
+    ckpt = Checkpoint(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
+    parts = {"model": net, "optimizer": opt, "scheduler": sched,
+             "scaler": scaler if scaler.is_enabled() else None}
+    read_every = log_every or max(1, round((steps_per_epoch or 1000) / READS_PER_EPOCH))
+    env.seed_everything(seed)
+    start_epoch, step, in_epoch = 0, 0, None
+    if ckpt is not None and resume and ckpt.exists():
+        start_epoch, step, in_epoch = _resume(ckpt, parts, history, epochs, progress)
+
+    # ---- the loop: the notebooks' own training loop, plus reads, checkpoints, max_steps
+    epoch = start_epoch
+    try:
+        for epoch in range(start_epoch, epochs):
+            if max_steps is not None and step >= max_steps:
+                break
+            meter = _EpochMeter(place.device, in_epoch)  # in_epoch: resumed inside this epoch
+            in_epoch = None
+            runner.train()
+            with _epoch_bar(epoch, epochs, steps_per_epoch, max_steps, step, meter,
+                            progress) as bar:
+                for x, y in place.batches(_epoch_batches(train, epoch, skip=meter.steps)):
+                    with place.autocast():
+                        output = _forward(runner, x, train)
+                    loss, logits = _loss(output, y, label_smoothing, aux_weight)
+                    opt.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()  # without fp16: loss.backward()
+                    scaler.step(opt)               # without fp16: opt.step()
+                    scaler.update()
+                    if per_step:
+                        sched.step()
+                    step += 1
+                    meter.add(loss, logits, y)
+                    if meter.steps % read_every == 0:
+                        _read(meter, history, bar, epoch, step, opt)
+                    if ckpt is not None and ckpt.due(meter.steps):
+                        ckpt.save(parts, epoch=epoch, step=step, history=history.to_dict(),
+                                  in_epoch=meter.state_dict())
+                    if max_steps is not None and step >= max_steps:
+                        break
+                if meter.window_seen:
+                    _read(meter, history, bar, epoch, step, opt)
+            whole = steps_per_epoch is None or meter.steps >= steps_per_epoch
+            if ckpt is not None and not whole:  # max_steps ended it: resume inside this epoch
+                ckpt.save(parts, epoch=epoch, step=step, history=history.to_dict(),
+                          in_epoch=meter.state_dict())
+            _end_epoch(meter.record(epoch, opt), runner, test, place, history, sched,
+                       per_step, epochs, progress)
+            if ckpt is not None and whole:
+                ckpt.save(parts, epoch=epoch + 1, step=step, history=history.to_dict(),
+                          in_epoch=None)
+    except KeyboardInterrupt:
+        history.final["interrupted"] = True
+        print(f"\n[fit] Interrupted (Ctrl-C) in epoch {epoch + 1}, after {step} steps. The "
+              f"model keeps its partly trained weights; the returned History has "
+              f"final['interrupted'] = True."
+              + (f" The last checkpoint is {ckpt.path}." if ckpt and ckpt.written else ""))
+    except _OOM_BASE as err:
+        if place.device.type == "cuda":
+            torch.cuda.empty_cache()
+        raise _out_of_memory(err, net, batch_size, train) from err
+    history.final = _summary(history, train, place, opt, step, time.perf_counter() - start_time)
+    return history
+
+
+# --------------------------------------------------------------------------- the loop's parts
+def _parallel(net: nn.Module, place: Placement, devices: Any) -> nn.Module:
+    """``devices="all"`` with several GPUs: ``nn.DataParallel`` splits each batch over them
+    (Kaggle's 2xT4). A rehearsal wraps on one device too (DataParallel then calls the model
+    directly), so that this path runs in CI."""
+    several_gpus = place.device.type == "cuda" and torch.cuda.device_count() > 1
+    if devices == "all" and (several_gpus or env.is_rehearsal()):
+        return nn.DataParallel(net)
+    return net
+
+
+def _epoch_batches(train: Iterable, epoch: int, skip: int) -> Iterable:
+    """The batches of ``epoch`` from batch ``skip`` on (a run resumed inside the epoch). The
+    order depends only on the data's seed and the epoch, so a resumed run sees the same
+    batches; the course's loaders start at ``skip`` without preparing the batches before."""
+    if hasattr(train, "start_batch"):
+        train.set_epoch(epoch, start_batch=skip)
+        return train
+    if hasattr(train, "set_epoch"):
+        train.set_epoch(epoch)
+    return itertools.islice(train, skip, None)
+
+
+def _forward(model: nn.Module, x: torch.Tensor, train: Any) -> Any:
+    try:
+        return model(x)
+    except ValueError as err:  # the model's input check: say which data gave it
+        name = getattr(train, "name", None) or type(train).__name__
+        raise ValueError(
+            f"{err}\n(fit: the data {name!r} gives images of shape {tuple(x.shape)}; pass "
+            f"image_size=... / in_channels=... to load_data, or build the model to match.)"
+        ) from err
+
+
+def _split_output(output: Any) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Main logits and auxiliary logits (GoogLeNet returns (logits, aux1, aux2) in training)."""
+    return (output[0], list(output[1:])) if isinstance(output, (tuple, list)) else (output, [])
+
+
+def _loss(output: Any, y: torch.Tensor, label_smoothing: float, aux_weight: float):
+    logits, aux = _split_output(output)
+    # In fp32 whatever the autocast dtype: a bf16 log-softmax over many classes loses digits
+    # that the gradient needs.
+    loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+    for extra in aux:  # GoogLeNet: "weighted by 0.3" (Szegedy et al. 2014, Section 5)
+        loss = loss + aux_weight * F.cross_entropy(extra.float(), y,
+                                                   label_smoothing=label_smoothing)
+    return loss, logits
+
+
+class _EpochMeter:
+    """Loss and accuracy sums of one epoch. The steps since the last read (the window) are
+    summed on the device; :func:`_read` moves them to the host, a sync, so fit reads only
+    every ``log_every`` steps. ``state``: a checkpoint's sums of an unfinished epoch."""
+
+    def __init__(self, device: torch.device, state: dict[str, Any] | None = None) -> None:
+        state = state or {}
+        self.steps = state.get("steps", 0)
+        self.loss_sum, self.correct = state.get("loss_sum", 0.0), state.get("correct", 0)
+        self.seen = state.get("seen", 0)
+        self.window_loss = torch.tensor(state.get("window_loss", 0.0), device=device)
+        self.window_correct = torch.tensor(state.get("window_correct", 0), device=device)
+        self.window_seen = state.get("window_seen", 0)
+        self.window_steps = state.get("window_steps", 0)
+        self.started = time.perf_counter() - state.get("seconds", 0.0)
+        self.window_started = time.perf_counter()
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        self.steps += 1
+        self.window_steps += 1
+        self.window_loss += loss.detach() * y.shape[0]
+        self.window_correct += (logits.detach().argmax(dim=1) == y).sum()
+        self.window_seen += y.shape[0]
+
+    def read_window(self) -> tuple[float, int, int, float]:
+        """(loss sum, correct, images, seconds) of the window, added to the epoch's sums;
+        opens a new window."""
+        loss_sum, correct = torch.stack([self.window_loss,
+                                         self.window_correct.float()]).tolist()
+        now = time.perf_counter()
+        seen, seconds = self.window_seen, now - self.window_started
+        if math.isfinite(loss_sum):
+            self.loss_sum, self.correct = self.loss_sum + loss_sum, self.correct + int(correct)
+            self.seen += seen
+        self.window_loss.zero_()
+        self.window_correct.zero_()
+        self.window_seen = self.window_steps = 0
+        self.window_started = now
+        return loss_sum, int(correct), seen, seconds
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "loss_sum": self.loss_sum, "correct": self.correct,
+                "seen": self.seen, "window_loss": float(self.window_loss),
+                "window_correct": int(self.window_correct), "window_seen": self.window_seen,
+                "window_steps": self.window_steps, "seconds": time.perf_counter() - self.started}
+
+    def record(self, epoch: int, opt: torch.optim.Optimizer) -> dict[str, Any]:
+        if self.seen == 0:
+            raise ValueError("The training data yielded no batches (empty data set?).")
+        elapsed = time.perf_counter() - self.started
+        return {"epoch": epoch + 1, "train_loss": self.loss_sum / self.seen,
+                "train_acc": self.correct / self.seen, "lr": _current_lr(opt),
+                "train_seconds": elapsed, "train_images": self.seen,
+                "images_per_s": self.seen / elapsed, "steps": self.steps}
+
+
+def _epoch_bar(epoch, epochs, steps_per_epoch, max_steps, step, meter, progress):
+    """The epoch's progress bar; a resumed epoch starts at its last read point."""
+    total = steps_per_epoch
+    if max_steps is not None and total is not None:
+        total = min(total, max_steps - step + meter.steps)
+    return env.progress_bar(total=total, desc=f"epoch {epoch + 1}/{epochs}",
+                            initial=meter.steps - meter.window_steps, disable=not progress)
+
+
+def _read(meter: _EpochMeter, history: History, bar, epoch: int, step: int,
+          opt: torch.optim.Optimizer) -> None:
+    """A read point: check the window's loss, record a History step, advance the bar."""
+    first = step - meter.window_steps + 1
+    loss_sum, correct, seen, seconds = meter.read_window()
+    if not math.isfinite(loss_sum):
+        lr = _current_lr(opt)
+        raise TrainingDivergedError(
+            f"The training loss became {'NaN' if math.isnan(loss_sum) else 'infinite'} between "
+            f"step {first} and step {step} (epoch {epoch + 1}); training stopped. The learning "
+            f"rate ({lr:g}) is probably too high for this model: try lr={lr / 10:g}, or a "
+            f"warm-up (schedule='onecycle'). (The check runs every few steps, so the first "
+            f"bad step is in that range.)", history)
+    rate = seen / max(seconds, 1e-9)
+    history.steps.append({"step": step, "epoch": epoch + 1, "loss": loss_sum / seen,
+                          "acc": correct / seen, "lr": _current_lr(opt), "images_per_s": rate})
+    bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}",
+                    img_s=f"{rate:.0f}", refresh=False)
+    bar.update(meter.steps - bar.n)
+
+
+def _end_epoch(record: dict[str, Any], runner: nn.Module, test: Iterable | None,
+               place: Placement, history: History, sched: Any, per_step: bool, epochs: int,
+               progress: bool) -> None:
+    """Evaluate, record, report, step a per-epoch schedule."""
+    started = time.perf_counter()
+    result = (evaluate(runner, test, place=place) if test is not None
+              else {"loss": None, "acc": None, "top5": None})
+    record.update(test_loss=result["loss"], test_acc=result["acc"], top5=result["top5"])
+    record["seconds"] = record["train_seconds"] + time.perf_counter() - started
+    history.epochs.append(record)
+    if progress and test is not None:
+        print(f"epoch {record['epoch']}/{epochs}: train loss {record['train_loss']:.4f} "
+              f"acc {record['train_acc']:.4f} | test loss {record['test_loss']:.4f} "
+              f"acc {record['test_acc']:.4f} | {record['images_per_s']:.0f} img/s")
+    if sched is not None and not per_step:
+        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            sched.step(record["test_loss"] if record["test_loss"] is not None
+                       else record["train_loss"])
+        else:
+            sched.step()
+
+
+# --------------------------------------------------------------------------- around the loop
+def _check_arguments(model, epochs, lr, momentum, weight_decay, label_smoothing, aux_weight,
+                     max_steps, log_every, devices) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a whole number >= 1, got {epochs!r}")
     if lr is not None and not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
@@ -436,154 +580,57 @@ def _check_arguments(epochs, lr, momentum, weight_decay, label_smoothing, aux_we
         raise ValueError(f"max_steps must be None or a whole number >= 1, got {max_steps!r}")
     if log_every is not None and (not isinstance(log_every, int) or log_every < 1):
         raise ValueError(f"log_every must be None or a whole number >= 1, got {log_every!r}")
-    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not
-                                         isinstance(checkpoint_every, int) or checkpoint_every < 1):
-        raise ValueError(f"checkpoint_every must be None or a whole number >= 1, got "
-                         f"{checkpoint_every!r}")
     if not (devices in ("auto", "all") or isinstance(devices, (str, torch.device))):
         raise ValueError(f"devices must be 'auto', 'all' or a device, got {devices!r}")
 
 
-def _choose_device(train: Any, devices: Any) -> torch.device:
-    if devices not in ("auto", "all"):
-        device = torch.device(devices)
-    elif devices == "all" and torch.cuda.is_available():
-        device = torch.device("cuda")
-    elif getattr(train, "device", None) is not None:
-        device = torch.device(train.device)
-    else:
-        device = env.get_device()
-    if device.type == "cuda" and device.index is None:  # "cuda" -> "cuda:0", comparable
-        device = torch.device("cuda", torch.cuda.current_device())
-    return device
-
-
-def fit(model: nn.Module, train: Iterable, test: Iterable | None = None, epochs: int = 1,
-        optimizer: str | torch.optim.Optimizer = "sgd", lr: float | None = None,
-        momentum: float = 0.9, weight_decay: float | None = None, schedule: Any = None,
-        label_smoothing: float = 0.0, aux_weight: float = 0.3, precision: str = "auto",
-        checkpoint: str | os.PathLike | None = None, checkpoint_every: int | None = None,
-        resume: bool = True, seed: int = 0, devices: str | torch.device = "auto",
-        max_steps: int | None = None, progress: bool = True,
-        log_every: int | None = None) -> History:
-    """Train ``model`` on ``train`` for ``epochs`` epochs; evaluate on ``test`` after each.
-
-    optimizer     "sgd" (with ``momentum``), "adam", "adamw", or your own
-                  ``torch.optim.Optimizer`` (then leave ``lr`` None).
-    lr            None: :func:`default_lr` (adam/adamw 1e-3; sgd 0.1 for models with batch
-                  norm or under 1 M parameters such as LeNet-5, else 0.01).
-    weight_decay  None: 5e-4 for SGD, 0 for Adam, 0.01 for AdamW.
-    schedule      one of SCHEDULES, a scheduler built on your optimizer, or a callable
-                  optimizer -> scheduler. Steps once per epoch, except one-cycle/cyclic (per
-                  batch) and reduce-on-plateau (with the test loss, else the training loss).
-    aux_weight    weight of the auxiliary losses of a model that returns (logits, aux, ...)
-                  in training mode (GoogLeNet: 0.3).
-    precision     "auto" | "fp32" | "bf16" | "fp16" (see :func:`resolve_precision`).
-    checkpoint    file written about every 30 s of training (or every ``checkpoint_every``
-                  steps) and after every epoch; with ``resume=True`` an existing one is loaded
-                  and training continues exactly where it stopped (keep the other arguments).
-    seed          seeds torch/NumPy/Python (dropout...); the data's order depends on the
-                  data's own seed and the epoch.
-    devices       "auto": the data's device (else the best available); "all": every visible
-                  GPU through ``torch.nn.DataParallel``; or a device such as "cpu".
-    max_steps     stop after this many optimizer steps in total (smoke runs).
-    log_every     read the device-side metrics every N steps (default: ~20 reads per epoch).
-
-    Returns a :class:`History`. Ctrl-C stops training and returns the History so far
-    (``final["interrupted"] = True``); the model keeps its partly trained weights.
-    """
-    _check_arguments(epochs, lr, momentum, weight_decay, label_smoothing, aux_weight,
-                     max_steps, log_every, devices, checkpoint_every)
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    start_time = time.perf_counter()
-
-    # ---- model and data on the device, in the precision and memory format that are fastest
-    device = _choose_device(train, devices)
-    net = (model.module if isinstance(model, nn.DataParallel) else model).to(device)
-    prec, channels_last = resolve_precision(precision, device), use_channels_last(device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick kernels
-    if channels_last:
-        net.to(memory_format=torch.channels_last)
-    train, test = _place_data(train, device), _place_data(test, device)
-    runner: nn.Module = net
-    several_gpus = device.type == "cuda" and torch.cuda.device_count() > 1
-    if devices == "all" and (several_gpus or env.is_rehearsal()):
-        # Splits each batch over the GPUs (Kaggle's 2xT4). A rehearsal wraps on one device too
-        # (DataParallel then calls the model directly), so that this path runs in CI.
-        runner = nn.DataParallel(net)
-
-    t4.record_training("fit", net, train, test, epochs, max_steps,  # rehearsals only
-                       several_gpus=devices == "all")
-
-    # ---- optimizer, schedule, History, trainer
-    opt = _make_optimizer(optimizer, net, lr, momentum, weight_decay, device)
+def _length(data: Any) -> int | None:
     try:
-        steps_per_epoch = len(train)  # type: ignore[arg-type]
-    except TypeError:
-        steps_per_epoch = None
-    total_steps = (steps_per_epoch or 1) * epochs
+        return len(data)
+    except TypeError:  # a generator, an iterable dataset: unknown
+        return None
+
+
+def _total_steps(steps_per_epoch: int | None, epochs: int, max_steps: int | None) -> int:
+    total = (steps_per_epoch or 1) * epochs
     if max_steps is not None:
-        total_steps = min(total_steps, max_steps) if steps_per_epoch else max_steps
-    sched, per_step = _make_schedule(schedule, opt, epochs, total_steps)
-    batch_size = getattr(train, "batch_size", None)
-    batch_size = int(batch_size) if isinstance(batch_size, int) else None
-    history = History(config={
-        "epochs": epochs, "optimizer": opt.__class__.__name__, "lr": _current_lr(opt),
-        "momentum": momentum if isinstance(opt, torch.optim.SGD) else None,
-        "weight_decay": opt.param_groups[0].get("weight_decay"),
-        "schedule": schedule if isinstance(schedule, str) or schedule is None
-        else type(schedule).__name__, "label_smoothing": label_smoothing,
-        "aux_weight": aux_weight, "precision": prec, "seed": seed, "max_steps": max_steps,
-        "batch_size": batch_size, "model": type(net).__name__})
-    trainer = _Trainer(
-        runner=runner, net=net, opt=opt, sched=sched, per_step=per_step,
-        scaler=gradient_scaler(device, prec), device=device,
-        precision=prec, channels_last=channels_last, label_smoothing=label_smoothing,
-        aux_weight=aux_weight, epochs=epochs, max_steps=max_steps, progress=progress,
-        read_every=log_every or max(1, round((steps_per_epoch or 1000) / READS_PER_EPOCH)),
-        steps_per_epoch=steps_per_epoch, history=history, checkpoint_every=checkpoint_every,
-        checkpoint=Path(checkpoint) if checkpoint is not None else None, batch_size=batch_size)
-    env.seed_everything(seed)
-    start_epoch, in_epoch = 0, None
-    if trainer.checkpoint is not None and resume and trainer.checkpoint.exists():
-        start_epoch, in_epoch = trainer.restore()
+        total = min(total, max_steps) if steps_per_epoch else max_steps
+    return total
 
-    # ---- the loop
-    interrupted, epoch = False, start_epoch
-    try:
-        for epoch in range(start_epoch, epochs):
-            if max_steps is not None and trainer.step >= max_steps:
-                break
-            record = trainer.train_epoch(train, epoch, in_epoch)
-            in_epoch = None
-            trainer.end_epoch(record, test)
-    except KeyboardInterrupt:
-        interrupted = True
-        print(f"\n[fit] Interrupted (Ctrl-C) in epoch {epoch + 1}, after {trainer.step} steps. "
-              f"The model keeps its partly trained weights; the returned History has "
-              f"final['interrupted'] = True."
-              + (f" The last checkpoint is {trainer.checkpoint}." if trainer.saved else ""))
-    except _OOM_BASE as err:
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-        raise _out_of_memory(err, net, trainer.batch_size, train) from err
 
+def _resume(ckpt: Checkpoint, parts: dict[str, Any], history: History, epochs: int,
+            progress: bool) -> tuple[int, int, dict | None]:
+    """Load the checkpoint into ``parts`` and ``history``: (finished epochs, step, sums of
+    the unfinished epoch or None)."""
+    saved = ckpt.load(parts)
+    restored = History.from_dict(saved["history"])
+    history.steps, history.epochs = restored.steps, restored.epochs
+    epoch, step, in_epoch = int(saved["epoch"]), int(saved["step"]), saved["in_epoch"]
+    if progress and epoch >= epochs:
+        print(f"[fit] {ckpt.path} already holds {epoch} epoch(s) (epochs={epochs}): nothing "
+              f"to train. Pass a larger epochs to continue, or resume=False to start over.")
+    elif progress:
+        where = f"inside epoch {epoch + 1}" if in_epoch else f"after epoch {epoch}"
+        print(f"[fit] resumed from {ckpt.path} {where} (step {step}).")
+    return epoch, step, in_epoch
+
+
+def _summary(history: History, train: Any, place: Placement, opt: torch.optim.Optimizer,
+             step: int, seconds: float) -> dict[str, Any]:
+    interrupted = bool(history.final.get("interrupted"))
     last = history.epochs[-1] if history.epochs else {}
     partial = history.steps[-1] if interrupted and history.steps else {}
-    seconds = sum(e.get("train_seconds", 0.0) for e in history.epochs)
+    train_seconds = sum(e.get("train_seconds", 0.0) for e in history.epochs)
     images = sum(e.get("train_images", 0) for e in history.epochs)
-    history.final = {
+    return {
         "train_loss": partial.get("loss", last.get("train_loss")),
         "train_acc": partial.get("acc", last.get("train_acc")), "test_loss": last.get("test_loss"),
         "test_acc": last.get("test_acc"), "test_top5": last.get("top5"),
-        "images_per_s": images / seconds if seconds > 0 else None,
-        "seconds": time.perf_counter() - start_time, "epochs": len(history.epochs),
-        "steps": trainer.step, "lr": _current_lr(opt), "device": env.device_name(device),
-        "precision": prec, "dataset": getattr(train, "name", None),
+        "images_per_s": images / train_seconds if train_seconds > 0 else None,
+        "seconds": seconds, "epochs": len(history.epochs), "steps": step,
+        "lr": _current_lr(opt), "device": env.device_name(place.device),
+        "precision": place.precision, "dataset": getattr(train, "name", None),
         "fallback": getattr(train, "fallback", None), "interrupted": interrupted}
-    return history
 
 
 def _out_of_memory(err: BaseException, net: nn.Module, batch_size: int | None,
@@ -601,239 +648,3 @@ def _out_of_memory(err: BaseException, net: nn.Module, batch_size: int | None,
         f"histories with tensors) also counts: restart the runtime if you trained several "
         f"models in this session. Original error: {str(err).splitlines()[0] if str(err) else err!r}"
     )
-
-
-@dataclass
-class _EpochSums:
-    """The running sums of one epoch. ``window_*`` cover the steps since the last read point
-    and stay on the device (reading them syncs); a checkpoint inside the epoch stores all."""
-
-    steps: int = 0
-    epoch_loss: float = 0.0
-    epoch_correct: int = 0
-    epoch_seen: int = 0
-    window_loss: Any = 0.0
-    window_correct: Any = 0
-    window_seen: int = 0
-    window_start: int = 0
-    seconds: float = 0.0
-
-    def to_checkpoint(self) -> dict[str, Any]:
-        return {**self.__dict__, "window_loss": float(self.window_loss),
-                "window_correct": int(self.window_correct)}
-
-
-@dataclass
-class _Trainer:
-    """What one fit() call trains with; ``step`` and ``batch_size`` move as it trains (fit's
-    Ctrl-C and out-of-memory handlers report them)."""
-
-    runner: nn.Module  # the model, or its DataParallel wrapper
-    net: nn.Module
-    opt: torch.optim.Optimizer
-    sched: Any  # an LR scheduler or None
-    per_step: bool  # sched steps after every batch (one-cycle, cyclic), else once per epoch
-    scaler: torch.amp.GradScaler
-    device: torch.device
-    precision: str
-    channels_last: bool
-    label_smoothing: float
-    aux_weight: float
-    epochs: int
-    max_steps: int | None
-    read_every: int
-    progress: bool
-    steps_per_epoch: int | None
-    history: History
-    checkpoint: Path | None
-    checkpoint_every: int | None
-    batch_size: int | None
-    step: int = 0
-    saved: bool = False  # a checkpoint file of this run exists (for the Ctrl-C message)
-
-    def save(self, completed_epochs: int, partial: _EpochSums | None = None) -> None:
-        """Everything a resumed run needs to continue bit for bit; ``partial``: the sums of
-        the unfinished epoch ``completed_epochs + 1``."""
-        _save_checkpoint(self.checkpoint, {
-            "format": "course_utils.fit/1", "epoch": completed_epochs, "step": self.step,
-            "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
-            "scheduler": self.sched.state_dict() if self.sched is not None else None,
-            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-            "rng": _rng_state(), "history": self.history.to_dict(),
-            "in_epoch": partial.to_checkpoint() if partial is not None else None})
-        self.saved = True
-
-    def restore(self) -> tuple[int, dict | None]:
-        """Load the checkpoint; returns (completed epochs, sums of the unfinished epoch)."""
-        path = self.checkpoint
-        hint = (f"Delete {str(path)!r} to start over, or call fit(..., resume=False) to "
-                f"overwrite it.")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # truncated, not a torch file, unpicklable...
-            raise CheckpointError(
-                f"Cannot read the checkpoint {str(path)!r} ({type(err).__name__}: {err}). The file "
-                f"is damaged or not a fit() checkpoint. {hint}") from err
-        if not isinstance(state, dict) or state.get("format") != "course_utils.fit/1":
-            raise CheckpointError(f"{str(path)!r} is not a checkpoint written by fit(). {hint}")
-        try:
-            self.net.load_state_dict(state["model"])
-            self.opt.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as err:
-            raise CheckpointError(
-                f"The checkpoint {str(path)!r} does not fit this model/optimizer ({err}). {hint}"
-            ) from err
-        if self.sched is not None and state.get("scheduler") is not None:
-            self.sched.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"])
-        self.saved = True
-        saved = History.from_dict(state["history"])
-        self.history.steps, self.history.epochs = saved.steps, saved.epochs
-        epoch, self.step, in_epoch = int(state["epoch"]), int(state["step"]), state.get("in_epoch")
-        if self.progress and epoch >= self.epochs:
-            print(f"[fit] {path} already holds {epoch} epoch(s) (epochs={self.epochs}): nothing "
-                  f"to train. Pass a larger epochs to continue, or resume=False to start over.")
-        elif self.progress:
-            where = f"inside epoch {epoch + 1}" if in_epoch else f"after epoch {epoch}"
-            print(f"[fit] resumed from {path} {where} (step {self.step}).")
-        return epoch, in_epoch
-
-    def train_epoch(self, train: Iterable, epoch: int, resume: dict | None) -> dict[str, Any]:
-        """One pass over ``train``; returns the epoch's record. ``resume``: the sums saved
-        inside this epoch; its steps are skipped (same order: it depends on (seed, epoch))."""
-        self.runner.train()
-        sums = _EpochSums(**(resume or {"window_start": self.step}))
-        sums.window_loss = torch.tensor(sums.window_loss, device=self.device)
-        sums.window_correct = torch.tensor(sums.window_correct, device=self.device)
-        skip = sums.steps  # batches trained before an interruption inside this epoch
-        if hasattr(train, "start_batch"):  # course loaders start there without preparing them
-            train.set_epoch(epoch, start_batch=skip)
-            skip = 0
-        elif hasattr(train, "set_epoch"):
-            train.set_epoch(epoch)  # the epoch's order depends only on (data seed, epoch)
-        total = self.steps_per_epoch
-        if self.max_steps is not None and total is not None:
-            total = min(total, self.max_steps - self.step + sums.steps)
-        bar = env.progress_bar(total=total, desc=f"epoch {epoch + 1}/{self.epochs}",
-                               disable=not self.progress)
-        bar.update(sums.steps - (self.step - sums.window_start))  # open window: at its read
-        started = time.perf_counter() - sums.seconds
-        window_time = last_save = time.perf_counter()
-        try:
-            for x, y in _batches(train, self.device, self.channels_last):
-                if skip:  # other data: its batches before the interruption are skipped
-                    skip -= 1
-                    continue
-                loss, correct = self._train_step(x, y, train)
-                sums.steps += 1
-                sums.window_loss += loss.detach() * y.shape[0]
-                sums.window_correct += correct
-                sums.window_seen += y.shape[0]
-                if sums.steps % self.read_every == 0:
-                    window_time = self._read(sums, epoch, bar, window_time)
-                if self.checkpoint is not None and (
-                        sums.steps % self.checkpoint_every == 0 if self.checkpoint_every
-                        else time.perf_counter() - last_save >= CHECKPOINT_SECONDS):
-                    sums.seconds = time.perf_counter() - started
-                    self.save(epoch, sums)
-                    last_save = time.perf_counter()
-                if self.max_steps is not None and self.step >= self.max_steps:
-                    break
-            if sums.window_seen:
-                self._read(sums, epoch, bar, window_time)
-            if self.checkpoint is not None and not self._finished(sums.steps):
-                sums.seconds = time.perf_counter() - started
-                self.save(epoch, sums)  # max_steps ended it early: resume inside this epoch
-        finally:
-            bar.close()
-        elapsed = time.perf_counter() - started
-        if sums.epoch_seen == 0:
-            raise ValueError("The training data yielded no batches (empty data set?).")
-        return {"epoch": epoch + 1, "train_loss": sums.epoch_loss / sums.epoch_seen,
-                "train_acc": sums.epoch_correct / sums.epoch_seen, "lr": _current_lr(self.opt),
-                "train_seconds": elapsed, "train_images": sums.epoch_seen,
-                "images_per_s": sums.epoch_seen / elapsed, "steps": sums.steps}
-
-    def _train_step(self, x: torch.Tensor, y: torch.Tensor, train: Any):
-        """One optimizer step; returns the batch's mean loss and number of correct
-        predictions, both still on the device."""
-        self.batch_size = y.shape[0]
-        with _autocast(self.device, self.precision):
-            try:
-                output = self.runner(x)
-            except ValueError as err:  # the model's input check: say which data gave it
-                name = getattr(train, "name", None) or type(train).__name__
-                raise ValueError(
-                    f"{err}\n(fit: the data {name!r} gives images of shape {tuple(x.shape)}; "
-                    f"pass image_size=... / in_channels=... to load_data, or build the model "
-                    f"to match.)") from err
-        loss, logits = _loss(output, y, self.label_smoothing, self.aux_weight)
-        self.opt.zero_grad(set_to_none=True)
-        if self.scaler.is_enabled():
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.opt)
-            self.scaler.update()
-        else:
-            loss.backward()
-            self.opt.step()
-        if self.per_step:
-            self.sched.step()
-        self.step += 1
-        return loss, (logits.detach().argmax(dim=1) == y).sum()
-
-    def _read(self, sums: _EpochSums, epoch: int, bar, window_time: float) -> float:
-        """A read point: move the window's sums to the host, check them, record a History
-        step, advance the bar, open a new window. Returns the new window's start time."""
-        loss_sum, correct = torch.stack([sums.window_loss, sums.window_correct.float()]).tolist()
-        now = time.perf_counter()
-        if not math.isfinite(loss_sum):
-            lr = _current_lr(self.opt)
-            raise TrainingDivergedError(
-                f"The training loss became {'NaN' if math.isnan(loss_sum) else 'infinite'} "
-                f"between step {sums.window_start + 1} and step {self.step} (epoch {epoch + 1}); "
-                f"training stopped. The learning rate ({lr:g}) is probably too high for this "
-                f"model: try lr={lr / 10:g}, or a warm-up (schedule='onecycle'). (The check "
-                f"runs every {self.read_every} steps, so the first bad step is in that range.)",
-                self.history)
-        seen = sums.window_seen
-        sums.epoch_loss += loss_sum
-        sums.epoch_correct += int(correct)
-        sums.epoch_seen += seen
-        rate = seen / max(now - window_time, 1e-9)
-        self.history.steps.append({
-            "step": self.step, "epoch": epoch + 1, "loss": loss_sum / seen, "acc": correct / seen,
-            "lr": _current_lr(self.opt), "images_per_s": rate})
-        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}",
-                        img_s=f"{rate:.0f}", refresh=False)
-        bar.update(self.step - sums.window_start)
-        sums.window_loss = torch.zeros((), device=self.device)
-        sums.window_correct = torch.zeros((), device=self.device, dtype=torch.long)
-        sums.window_seen, sums.window_start = 0, self.step
-        return now
-
-    def end_epoch(self, record: dict[str, Any], test: Iterable | None) -> None:
-        """Evaluate, record, report, step a per-epoch schedule, checkpoint."""
-        started = time.perf_counter()
-        result = (_evaluate(self.runner, test, self.device, self.precision, self.channels_last)
-                  if test is not None else {"loss": None, "acc": None, "top5": None})
-        record.update(test_loss=result["loss"], test_acc=result["acc"], top5=result["top5"])
-        record["seconds"] = record["train_seconds"] + time.perf_counter() - started
-        self.history.epochs.append(record)
-        if self.progress and test is not None:
-            print(f"epoch {record['epoch']}/{self.epochs}: train loss {record['train_loss']:.4f} "
-                  f"acc {record['train_acc']:.4f} | test loss {record['test_loss']:.4f} "
-                  f"acc {record['test_acc']:.4f} | {record['images_per_s']:.0f} img/s")
-        if self.sched is not None and not self.per_step:
-            if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                self.sched.step(record["test_loss"] if record["test_loss"] is not None
-                                else record["train_loss"])
-            else:
-                self.sched.step()
-        if self.checkpoint is not None and self._finished(record["steps"]):
-            self.save(record["epoch"])
-
-    def _finished(self, steps: int) -> bool:
-        """Did an epoch of ``steps`` steps cover the whole data (unknown length: yes)?"""
-        return self.steps_per_epoch is None or steps >= self.steps_per_epoch

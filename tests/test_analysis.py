@@ -31,14 +31,12 @@ from course_utils.models import get_model
 def test_worked_example_naive_5x5():
     """Lecture 5.5.3: 32 filters of 5x5 on a 32x32x200 input (same padding)."""
     conv = nn.Conv2d(200, 32, kernel_size=5, padding=2)
-    macs = count_macs(conv, (1, 200, 32, 32))
-    assert macs == 163_840_000 == papers.LECTURE["inception_naive_macs"].value
+    assert count_macs(conv, (1, 200, 32, 32)) == papers.LECTURE["inception_naive_macs"].value
 
 
 def test_worked_example_bottleneck():
     """The same output after a 16-channel 1x1 bottleneck: 3,276,800 + 13,107,200."""
     net = nn.Sequential(nn.Conv2d(200, 16, 1), nn.Conv2d(16, 32, 5, padding=2))
-    assert count_macs(net, (200, 32, 32)) == 16_384_000
     assert count_macs(net, (200, 32, 32)) == papers.LECTURE["inception_bottleneck_macs"].value
     assert macs_by_module(net, (200, 32, 32)) == {"0": 3_276_800, "1": 13_107_200}
 
@@ -215,9 +213,9 @@ def test_layer_table_is_deterministic_text():
     lenet = get_model("lenet5")
     first, second = str(layer_table(lenet)), str(layer_table(lenet))
     assert first == second
-    assert "Total params: 61,706" in first
+    assert f"Total params: {papers.PARAMS['lenet5'].value:,}" in first
     assert "Units." not in first
-    assert layer_table(lenet).total_params == 61_706
+    assert layer_table(lenet).total_params == papers.PARAMS["lenet5"].value
 
 
 def test_format_table():

@@ -41,7 +41,6 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.delenv(env.DATA_ENV, raising=False)
     monkeypatch.setenv(data.CACHE_ENV, str(tmp_path / "user-cache"))
     monkeypatch.setattr(data, "KAGGLE_INPUT", tmp_path / "kaggle" / "input")
-    monkeypatch.setattr(env, "_notes", [])
     monkeypatch.chdir(tmp_path)
     return calls
 
@@ -388,7 +387,7 @@ def test_an_image_folder_run_with_dropout_resumes_inside_an_epoch_bit_identicall
     epoch starts, or every dropout mask after the resume differs from the unbroken run's."""
     from torch import nn
 
-    from course_utils.train import fit
+    from course_utils.train import Checkpoint, fit
 
     make_image_folder(tmp_path / "pets", counts={"train": 8, "val": 1})
 
@@ -413,8 +412,8 @@ def test_an_image_folder_run_with_dropout_resumes_inside_an_epoch_bit_identicall
 
     hook = interrupted.register_forward_pre_hook(interrupt_at_step_3)
     ckpt = tmp_path / "run.pt"
-    fit(interrupted, data(), None, epochs=1, lr=0.05, progress=False, checkpoint=ckpt,
-        checkpoint_every=2)
+    fit(interrupted, data(), None, epochs=1, lr=0.05, progress=False,
+        checkpoint=Checkpoint(ckpt, every_steps=2))
     hook.remove()
     assert torch.load(ckpt, weights_only=True)["in_epoch"]["steps"] == 2
     torch.manual_seed(123)  # a new session: another global RNG state
@@ -552,8 +551,8 @@ def test_fallback_to_the_sample_is_announced_and_recorded(tmp_path, not_smoke, c
     assert (train.in_channels, train.image_size) == (3, 32)
     x, y = next(iter(train))
     assert x.shape == (64, 3, 32, 32)
-    assert any("DATA FALLBACK" in note and "cifar10" in note for note in env.notes())
-    assert "DATA FALLBACK" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "DATA FALLBACK" in printed and "cifar10 not found" in printed
     # explicit choices win, and a subset larger than the sample is clamped, not an error
     train, _ = load_data("mnist", root=tmp_path, device="cpu", download=False,
                          fallback="sample", image_size=227, in_channels=1, subset=50_000)

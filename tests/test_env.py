@@ -58,46 +58,56 @@ def test_run_settings_pick_the_level_for_the_mode_and_record_reductions(monkeypa
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
 
     monkeypatch.setenv("COURSE_SMOKE", "1")
-    assert env.run_settings(full, cpu, smoke) == {"subset": 256, "image_size": 96, "epochs": 1}
-    assert env.reductions() == {"subset": (None, 256), "image_size": (227, 96)}
+    settings = env.run_settings(full, cpu, smoke)
+    assert settings == {"subset": 256, "image_size": 96, "epochs": 1}
+    assert settings.mode == "smoke" and settings["subset"] == 256
+    assert settings.reduced == {"subset": (None, 256), "image_size": (227, 96)}
 
     monkeypatch.delenv("COURSE_SMOKE")
     assert env.run_settings(full, cpu, smoke) == {"subset": 2000, "image_size": 96, "epochs": 1}
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert env.run_mode() == "full"
-    assert env.run_settings(full, cpu, smoke) == full
-    assert env.reductions() == {}
+    settings = env.run_settings(full, cpu, smoke)
+    assert settings == full and settings.mode == "full"
+    assert settings.reduced == {}
 
 
 def test_banner_says_mode_versions_and_what_was_reduced(monkeypatch, capsys):
     monkeypatch.setenv("COURSE_SMOKE", "1")
-    env.run_settings({"subset": None, "lr": 0.1}, smoke={"subset": 100})
-    assert env.run_banner("5.2 LeNet-5") is None
+    settings = env.run_settings({"subset": None, "lr": 0.1}, smoke={"subset": 100})
+    assert env.run_banner("5.2 LeNet-5", settings=settings) is None
     text = capsys.readouterr().out.strip()
-    assert text == env.banner_text("5.2 LeNet-5")
+    assert text == env.banner_text("5.2 LeNet-5", settings=settings)
     assert "5.2 LeNet-5" in text and torch.__version__ in text
     assert "smoke run" in text
     assert "subset    : 100  (full run: None)" in text
     assert "lr        : 0.1" in text and "(full run" not in text.split("lr        :")[1]
 
 
-def test_notes_reach_the_banner_once(monkeypatch):
-    monkeypatch.setattr(env, "_notes", [])
-    env.add_note("MNIST not found: using the bundled sample")
-    env.add_note("MNIST not found: using the bundled sample")
-    assert env.notes() == ["MNIST not found: using the bundled sample"]
-    assert env.banner_text().count("bundled sample") == 1
+def test_settings_are_values_not_module_state(monkeypatch):
+    """Two notebooks' settings in one process do not leak into each other's banner, and a
+    forced precision is a note of the settings it was chosen with."""
+    monkeypatch.setenv("COURSE_SMOKE", "1")
+    monkeypatch.setenv(env.PRECISION_ENV, "fp16")
+    first = env.run_settings({"subset": None}, smoke={"subset": 64})
+    monkeypatch.delenv(env.PRECISION_ENV)
+    second = env.run_settings({"lr": 0.1})
+    assert first.notes == ("precision fp16 forced (COURSE_PRECISION)",) and second.notes == ()
+    assert "subset" in env.banner_text(settings=first) and "fp16 forced" in env.banner_text(
+        settings=first)
+    assert "subset" not in env.banner_text(settings=second)
+    assert "forced" not in env.banner_text(settings=second)
 
 
 def test_write_results_records_mode_and_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_SMOKE", "1")
-    env.run_settings({"subset": None}, smoke={"subset": 64})
+    settings = env.run_settings({"subset": None}, smoke={"subset": 64})
     path = tmp_path / "out" / "r.json"
-    assert env.write_results(path, {"test_acc": 0.5}, parameters={"SEED": 3}) is None
+    assert env.write_results(path, {"test_acc": 0.5}, settings, parameters={"SEED": 3}) is None
     data = json.loads(path.read_text())
     assert data["test_acc"] == 0.5 and data["mode"] == "smoke"
-    assert data["settings"] == {"subset": 64}
+    assert data["settings"] == {"subset": 64} and data["reduced"] == {"subset": [None, 64]}
     assert data["parameters"] == {"SEED": 3}
     assert env.write_results(None, {"x": 1}) is None
 

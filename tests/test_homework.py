@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_utils import homework
+from course_utils import homework, minimums
 from course_utils.data import load_data
 from course_utils.homework import HomeworkRun, check_homework, measure
 from course_utils.models import get_model
@@ -60,7 +60,7 @@ def test_the_reference_loop_passes_and_the_counts_are_exact(data, capsys):
     assert measured["eval_mode_images"] == 0 and measured["stale_gradient_steps"] == 0
     assert measured["test_images"] == 512 and measured["mode"] == "smoke"
     assert measured["data"] == "sample"
-    assert measured["test_acc"] >= homework.THRESHOLDS["02_lenet"][("smoke", "sample")]
+    assert measured["test_acc"] >= minimums.minimum_for("02_lenet", "smoke", "sample").accuracy
     assert "OK: the homework passes its check." in out
     # run.batches() timed the loop for the comparison with fit
     assert run.timed_images == 1024 and run.train_seconds > 0
@@ -168,16 +168,17 @@ def test_grader_probe_prints_its_own_measurement(data, capsys):
     printed = capsys.readouterr().out
     found = json.loads(printed.split(homework.PROBE_MARK, 1)[1])
     assert found["passed"] is False and found["steps"] == 0
-    assert found["minimum"] == homework.THRESHOLDS["02_lenet"][("smoke", "sample")]
+    assert found["minimum"] == minimums.minimum_for("02_lenet", "smoke", "sample").accuracy
 
 
 def test_thresholds_cover_every_mode_of_every_homework_notebook():
+    rows = {(row.notebook, row.mode, row.data): row for row in minimums.MINIMUMS}
+    assert len(rows) == len(minimums.MINIMUMS), "one row per notebook, mode and data"
     for name in ("02_lenet", "03_alexnet", "04_vgg", "05_inception", "06_resnet",
                  "07_densenet"):
-        table = homework.THRESHOLDS[name]
-        for key in (("full", "real"), ("cpu", "real"), ("smoke", "sample")):
-            assert key in table, (name, key)
-            assert table[key] is None or 0.1 < table[key] < 1, (name, key)
+        for mode, data in (("full", "real"), ("cpu", "real"), ("smoke", "sample")):
+            row = rows[name, mode, data]
+            assert (0.1 < row.accuracy < 1) if row.accuracy is not None else row.why_none
 
 
 def test_t4_estimate_is_the_calibrated_flop_arithmetic():
@@ -196,7 +197,8 @@ def test_a_mode_without_a_measured_minimum_skips_only_the_accuracy(data, monkeyp
     assert homework.minimum_for("03_alexnet", "cpu", "sample")[0] is None
     minimum, why = homework.minimum_for("06_resnet", "full", "sample")
     assert minimum is None and "no minimum was measured for full mode" in why
-    monkeypatch.setattr(homework, "THRESHOLDS", {"02_lenet": {("smoke", "real"): 0.5}})
+    lenet_real = minimums.Minimum("02_lenet", "smoke", "real", 0.5)
+    monkeypatch.setattr(minimums, "MINIMUMS", (lenet_real,))
     model, run = make_run(data)
     train_loop(model, run)
     check_homework(run, "02_lenet", model)  # passes: the other checks all hold
@@ -209,7 +211,8 @@ def test_a_mode_without_a_measured_minimum_skips_only_the_accuracy(data, monkeyp
 
 
 def test_when_only_the_accuracy_fails_the_check_says_the_loop_itself_trains(data, monkeypatch):
-    monkeypatch.setitem(homework.THRESHOLDS["02_lenet"], ("smoke", "sample"), 0.999)
+    lenet_sample = minimums.Minimum("02_lenet", "smoke", "sample", 0.999)
+    monkeypatch.setattr(minimums, "MINIMUMS", (lenet_sample,))
     model, run = make_run(data)
     train_loop(model, run)
     with pytest.raises(AssertionError) as error:

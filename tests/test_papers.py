@@ -18,8 +18,11 @@ DESIGN = Path(__file__).resolve().parents[2] / "shared" / "DESIGN.md"
 
 # The PARAMS keys that are a registry name plus keywords.
 VARIANTS = {
+    "lenet5_c3_table": ("lenet5", {"c3_table": True}),
     "alexnet_groups2": ("alexnet", {"groups": 2}),
+    "vgg16_c": ("vgg16", {"config": "C"}),
     "googlenet_aux": ("googlenet", {"aux_logits": True}),
+    "resnet20_b": ("resnet20", {"shortcut": "B"}),
 }
 KNOWN_SOURCE_PREFIXES = (
     "LeCun", "Krizhevsky", "Simonyan", "Szegedy", "He et al.", "Huang", "Russakovsky",
@@ -104,6 +107,11 @@ def test_paper_params_are_the_rounded_counts():
     assert round(papers.PARAMS["googlenet_aux"].value, -6) == papers.LECTURE[
         "googlenet_params"
     ].value
+    # ResNet Table 6 prints the CIFAR-10 nets' counts to two significant digits.
+    for row in papers.CIFAR10_ERRORS:
+        key = row["model"].lower().replace("-", "")  # "ResNet-20" -> "resnet20"
+        if key in papers.PARAMS:
+            assert float(f"{papers.PARAMS[key].value:.2g}") == row["params"], key
 
 
 def test_depth_counts_weight_layers_of_plain_chains():

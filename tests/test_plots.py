@@ -133,10 +133,11 @@ def test_show_filters_alexnet_conv1_grid():
     fig = show_filters(conv)
     (ax,) = fig.axes
     img = ax.images[0].get_array()
-    assert img.shape == (8 * 12 - 1, 12 * 12 - 1, 3)  # 8 rows x 12 columns of 11x11 RGB + gaps
+    # 8 rows x 12 columns of 11x11 RGB tiles, with 1-pixel gaps and border (make_grid)
+    assert img.shape == (8 * 12 + 1, 12 * 12 + 1, 3)
     assert "96 filters of 11x11x3" in ax.get_title()
     grey = show_filters(torch.randn(16, 6, 5, 5), ncols=8)  # not RGB: first input channel
-    assert grey.axes[0].images[0].get_array().shape == (2 * 6 - 1, 8 * 6 - 1)
+    assert grey.axes[0].images[0].get_array().shape == (2 * 6 + 1, 8 * 6 + 1)
     with pytest.raises(ValueError):
         show_filters(torch.randn(3, 3))
 

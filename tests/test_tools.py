@@ -17,10 +17,28 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from course_tools import cli as tools
+from course_tools.clean import WIDGET_VIEW, hygiene_problems
+from course_tools.cli import main
+from course_tools.grade import check_submission, notebook_id, restore_checks, retag_checks
+from course_tools.homework import find_exercises, make_homework
+from course_tools.kernel import PYTHON_KERNEL, python_kernel
+from course_tools.links import (
+    COLAB_BADGE,
+    KAGGLE_BADGE,
+    README_END,
+    README_START,
+    RepoConfig,
+    badges_source,
+    edit_pyproject,
+    load_toml,
+    read_repo_config,
+    setup_source,
+    sync_problems,
+)
+from course_tools.notebooks import ToolError
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = tools.RepoConfig("https://github.com/deep-learning-systems/advanced-cnn-course", "main",
+CONFIG = RepoConfig("https://github.com/deep-learning-systems/advanced-cnn-course", "main",
                           "course-utils")
 
 # Exercise 1 is a real (tiny) homework: the student's loop trains LeNet-5 on 1,024 images of
@@ -79,8 +97,8 @@ def tagged(cell, *tags):
 def course_notebook(name: str = "02_lenet") -> nbformat.NotebookNode:
     """A solution notebook shaped like the course's (two exercises)."""
     nb = new_notebook(cells=[
-        tagged(new_markdown_cell(tools.badges_source(CONFIG, name)), "badges"),
-        tagged(new_code_cell(tools.setup_source(CONFIG)), "setup"),
+        tagged(new_markdown_cell(badges_source(CONFIG, name)), "badges"),
+        tagged(new_code_cell(setup_source(CONFIG)), "setup"),
         new_markdown_cell("# 5.2 Synthetic\n\n학습 목표: nothing"),
         tagged(new_code_cell(f'EPOCHS = 1\nRESULTS_JSON = "results/{name}.json"'), "parameters"),
         new_markdown_cell("## Homework: train"),
@@ -106,14 +124,14 @@ def root(tmp_path) -> Path:
     (root / "notebooks").mkdir(parents=True)
     shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
     (root / "README.md").write_text(
-        f"# Course\n\nIntro.\n\n{tools.README_START}\nold links\n{tools.README_END}\n\nEnd.\n",
+        f"# Course\n\nIntro.\n\n{README_START}\nold links\n{README_END}\n\nEnd.\n",
         encoding="utf-8")
     nbformat.write(course_notebook(), root / "notebooks" / "02_lenet.ipynb")
     return root
 
 
 def run_cli(capsys, *argv) -> tuple[int, str]:
-    code = tools.main([str(a) for a in argv])
+    code = main([str(a) for a in argv])
     captured = capsys.readouterr()
     return code, captured.out + captured.err
 
@@ -123,7 +141,7 @@ def run_cli(capsys, *argv) -> tuple[int, str]:
 # --------------------------------------------------------------------------------------
 
 def test_student_version_keeps_the_given_lines_and_stubs_the_loop():
-    student, exercises = tools.make_homework(course_notebook(), "02_lenet")
+    student, exercises = make_homework(course_notebook(), "02_lenet")
     assert exercises == 2
     source = student.cells[5].source
     assert source.startswith(GIVEN_1)  # loaders, model and HomeworkRun are given
@@ -134,7 +152,7 @@ def test_student_version_keeps_the_given_lines_and_stubs_the_loop():
 @pytest.mark.parametrize("path", sorted((REPO / "notebooks").glob("0[2-7]_*.ipynb")),
                          ids=lambda p: p.stem)
 def test_student_versions_of_the_course_notebooks_keep_the_given_part(path):
-    student, exercises = tools.make_homework(nbformat.read(path, as_version=4), path.stem)
+    student, exercises = make_homework(nbformat.read(path, as_version=4), path.stem)
     assert exercises == 1
     at = next(i for i, c in enumerate(student.cells) if "solution" in c.metadata.get("tags", []))
     cell = student.cells[at]
@@ -145,10 +163,10 @@ def test_student_versions_of_the_course_notebooks_keep_the_given_part(path):
 
 @pytest.mark.notebook
 def test_the_untouched_student_version_of_02_fails_its_check(tmp_path):
-    student, _ = tools.make_homework(
+    student, _ = make_homework(
         nbformat.read(REPO / "notebooks" / "02_lenet.ipynb", as_version=4), "02_lenet")
     nbformat.write(student, tmp_path / "02_lenet.ipynb")
-    report = tools.check_submission(tmp_path / "02_lenet.ipynb", REPO, smoke=True, timeout=300)
+    report = check_submission(tmp_path / "02_lenet.ipynb", REPO, smoke=True, timeout=300)
     assert report.exit_code == 1
     assert "still raises NotImplementedError" in report.text
     assert "0 optimizer steps" in report.text  # the grader measured the untrained model
@@ -158,8 +176,8 @@ def test_student_version_refuses_unbalanced_markers():
     for broken in ("### BEGIN SOLUTION\nx = 1", "x = 1\n### END SOLUTION"):
         nb = course_notebook()
         nb.cells[8].source = broken
-        with pytest.raises(tools.ToolError, match="cell 9"):
-            tools.make_homework(nb, "02_lenet")
+        with pytest.raises(ToolError, match="cell 9"):
+            make_homework(nb, "02_lenet")
 
 
 def test_homework_clears_outputs_keeps_checks_and_cleans_metadata(root, tmp_path, capsys):
@@ -196,11 +214,12 @@ def test_student_version_stops_at_first_exercise_under_papermill(tmp_path):
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    student, _ = tools.make_homework(course_notebook(), "02_lenet")
+    student, _ = make_homework(course_notebook(), "02_lenet")
     nbformat.write(student, tmp_path / "student.ipynb")
-    with tools.current_python_kernel() as kernel, pytest.raises(PapermillExecutionError) as err:
+    with pytest.raises(PapermillExecutionError) as err:
         pm.execute_notebook(str(tmp_path / "student.ipynb"), str(tmp_path / "out.ipynb"),
-                            kernel_name=kernel, cwd=str(tmp_path), progress_bar=False)
+                            kernel_name=PYTHON_KERNEL, kernel_manager_class=python_kernel(),
+                            cwd=str(tmp_path), progress_bar=False)
     assert err.value.ename == "NotImplementedError"
     assert err.value.cell_index == 5  # exercise 1, after setup and parameters ran fine
     executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
@@ -237,13 +256,13 @@ def test_check_passes_a_good_submission_in_a_temporary_folder(root, tmp_path, ca
 
 
 def test_check_reports_each_exercise_on_a_partly_done_submission(root, tmp_path):
-    student, _ = tools.make_homework(course_notebook(), "02_lenet")
+    student, _ = make_homework(course_notebook(), "02_lenet")
     student.cells[8].source = "answer = 42"  # exercise 2 done, exercise 1 left as the stub
     student.cells[-1].source = 'raise ValueError("boom")'  # a later cell that raises
     submission = tmp_path / "homework.ipynb"  # file name says nothing: metadata identifies it
     nbformat.write(student, submission)
 
-    report = tools.check_submission(submission, root, timeout=60,
+    report = check_submission(submission, root, timeout=60,
                                     save_executed=tmp_path / "executed.ipynb")
     assert report.exit_code == 1
     lines = report.text.splitlines()
@@ -264,7 +283,7 @@ def test_check_reports_each_exercise_on_a_partly_done_submission(root, tmp_path)
 
 def submission_with_loop(root, tmp_path, loop: str, name: str = "02_lenet.ipynb") -> Path:
     """The student version with ``loop`` written into exercise 1 (exercise 2 done)."""
-    student, _ = tools.make_homework(course_notebook(), "02_lenet")
+    student, _ = make_homework(course_notebook(), "02_lenet")
     student.cells[5].source = GIVEN_1 + loop
     student.cells[8].source = "answer = 42"
     path = tmp_path / name
@@ -292,13 +311,13 @@ def test_grade_fails_a_fabricated_result_and_measures_the_model_itself(root, tmp
 
 def test_grade_fails_a_loop_without_optimizer_step_or_zero_grad(root, tmp_path):
     no_step = SOLUTION_1.replace("    optimizer.step()\n", "")
-    report = tools.check_submission(submission_with_loop(root, tmp_path, no_step), root,
+    report = check_submission(submission_with_loop(root, tmp_path, no_step), root,
                                     timeout=120)
     assert report.exit_code == 1
     assert "0 optimizer steps" in report.text and "optimizer.step()" in report.text
 
     no_zero_grad = SOLUTION_1.replace("    optimizer.zero_grad()\n", "")
-    report = tools.check_submission(submission_with_loop(root, tmp_path, no_zero_grad), root,
+    report = check_submission(submission_with_loop(root, tmp_path, no_zero_grad), root,
                                     timeout=120)
     assert report.exit_code == 1
     assert "optimizer.zero_grad()가 빠졌습니다" in report.text
@@ -313,7 +332,7 @@ def test_grader_runs_student_code_without_the_instructors_environment(root, tmp_
                         'print("CWD=" + os.getcwd())\n'
                         'pathlib.Path("~/written.txt").expanduser().write_text("x")\n')
     executed = tmp_path / "executed.ipynb"
-    report = tools.check_submission(submission_with_loop(root, tmp_path, spy), root,
+    report = check_submission(submission_with_loop(root, tmp_path, spy), root,
                                     timeout=120, save_executed=executed)
     assert report.exit_code == 0, report.text
     nb = nbformat.read(executed, as_version=4)
@@ -331,7 +350,7 @@ def test_check_stops_a_hanging_cell_and_says_so(root, tmp_path):
     nb.cells.insert(7, new_code_cell("import time\n\ntime.sleep(600)"))
     submission = tmp_path / "02_lenet.ipynb"
     nbformat.write(nb, submission)
-    report = tools.check_submission(submission, root, timeout=20)
+    report = check_submission(submission, root, timeout=20)
     assert report.exit_code == 1
     assert "cell 8 (`import time`) did not finish within the per-cell time limit of 20 s" \
         in report.text
@@ -380,14 +399,14 @@ def test_check_refuses_a_submission_whose_check_cells_were_deleted(root, tmp_pat
     del nb.cells[9]  # the second check cell
     submission = tmp_path / "02_lenet.ipynb"
     nbformat.write(nb, submission)
-    report = tools.check_submission(submission, root)
+    report = check_submission(submission, root)
     assert report.exit_code == 2
     assert "1 check cell(s), the course notebook has 2" in report.text
 
     for cell in nb.cells:  # an editor that drops all tags: nothing to grade, no reference
         cell.metadata.pop("tags", None)
     nbformat.write(nb, submission)
-    report = tools.check_submission(submission, root.parent / "elsewhere")
+    report = check_submission(submission, root.parent / "elsewhere")
     assert report.exit_code == 2 and "has no cell tagged 'check'" in report.text
 
 
@@ -396,30 +415,30 @@ def test_check_finds_untagged_check_cells_and_restores_edited_ones(root):
     for cell in nb.cells:
         cell.metadata.pop("tags", None)
     nb.cells[9].source = "pass  # my own check"
-    assert tools.find_exercises(nb) == []
+    assert find_exercises(nb) == []
     reference = nbformat.read(root / "notebooks" / "02_lenet.ipynb", as_version=4)
-    tools._retag_checks(nb, reference)
-    exercises = tools.find_exercises(nb)
+    retag_checks(nb, reference)
+    exercises = find_exercises(nb)
     assert [e.check for e in exercises] == [6]  # the edited one is not recognised by source
     nb.cells[9].metadata["tags"] = ["check"]
-    exercises = tools.find_exercises(nb)
-    notes = tools._restore_checks(nb, exercises, root / "notebooks" / "02_lenet.ipynb")
+    exercises = find_exercises(nb)
+    notes = restore_checks(nb, exercises, root / "notebooks" / "02_lenet.ipynb")
     assert nb.cells[9].source == CHECK_2
     assert notes == ["exercise 2: the check cell was edited; the course's original check was used"]
 
 
 def test_notebook_is_identified_by_metadata_then_badges_then_file_name():
     nb = course_notebook("03_alexnet")
-    assert tools.notebook_id(nb, "whatever.ipynb") == "03_alexnet"  # badge link
+    assert notebook_id(nb, "whatever.ipynb") == "03_alexnet"  # badge link
     nb.metadata["course"] = {"id": "04_vgg"}
-    assert tools.notebook_id(nb, "whatever.ipynb") == "04_vgg"
+    assert notebook_id(nb, "whatever.ipynb") == "04_vgg"
     bare = new_notebook(cells=[new_code_cell("x = 1")])
-    assert tools.notebook_id(bare, "06_resnet (1).ipynb") == "06_resnet"
-    assert tools.notebook_id(bare, "homework.ipynb") is None
+    assert notebook_id(bare, "06_resnet (1).ipynb") == "06_resnet"
+    assert notebook_id(bare, "homework.ipynb") is None
 
 
 def test_find_exercises_pairs_each_check_with_its_solution_cell():
-    exercises = tools.find_exercises(course_notebook())
+    exercises = find_exercises(course_notebook())
     assert [(e.solution, e.check, e.title) for e in exercises] == [
         (5, 6, "Homework: train"), (8, 9, "Exercise 2")]
 
@@ -435,10 +454,10 @@ def test_set_repo_url_rewrites_pyproject_badges_setup_and_readme(root, capsys):
     assert code == 0, out
 
     text = (root / "pyproject.toml").read_text(encoding="utf-8")
-    data = tools._load_toml(text)
+    data = load_toml(text)
     assert data["project"]["urls"]["Repository"] == "https://github.com/someone/cnn-course"
     assert data["tool"]["course"]["ref"] == "v2025.1"
-    assert data["project"]["dependencies"] == tools._load_toml(original)["project"]["dependencies"]
+    assert data["project"]["dependencies"] == load_toml(original)["project"]["dependencies"]
     old_line = 'Repository = "https://github.com/deep-learning-systems/advanced-cnn-course"'
     assert old_line in original and 'ref = "main"' in original
     # only the two lines change: the URL and the ref in [tool.course]
@@ -452,7 +471,7 @@ def test_set_repo_url_rewrites_pyproject_badges_setup_and_readme(root, capsys):
     assert "(https://colab.research.google.com/github/someone/cnn-course/blob/v2025.1/" \
            "notebooks/02_lenet.ipynb)" in badges
     assert f"(https://kaggle.com/kernels/welcome?src=https://{blob})" in badges
-    assert tools.COLAB_BADGE in badges and tools.KAGGLE_BADGE in badges
+    assert COLAB_BADGE in badges and KAGGLE_BADGE in badges
     assert '%pip install -q "course-utils @ git+https://github.com/someone/cnn-course@v2025.1"' \
         in setup
     assert nb.metadata["course"]["id"] == "02_lenet"
@@ -480,8 +499,8 @@ def test_sync_adds_missing_cells_and_set_repo_url_rejects_bad_input(root, capsys
     assert code == 0 and "added badges cell" in out and "added setup cell" in out
     synced = nbformat.read(path, as_version=4)
     assert synced.cells[0].metadata["tags"] == ["badges"]
-    assert synced.cells[1].source == tools.setup_source(CONFIG)
-    assert tools.sync_problems(synced, CONFIG, "02_lenet") == []
+    assert synced.cells[1].source == setup_source(CONFIG)
+    assert sync_problems(synced, CONFIG, "02_lenet") == []
 
     before = (root / "pyproject.toml").read_bytes()
     for bad in (["https://gitlab.com/a/b"], ["https://github.com/a/b", "--ref", "bad ref"]):
@@ -500,7 +519,7 @@ def test_setup_cell_passes_ruff_and_badges_are_plain_markdown(tmp_path):
                              str(REPO / "pyproject.toml"), str(path)],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    setup = tools.setup_source(CONFIG)
+    setup = setup_source(CONFIG)
     assert "    %pip install" in setup  # only inside the Colab/Kaggle branch
     assert all(len(line) <= 100 for line in setup.splitlines() if "%pip" not in line)
 
@@ -547,7 +566,7 @@ def test_run_executes_cleans_and_names_the_failing_cell(root, capsys):
     bar, = executed.cells[3].outputs
     assert bar.output_type == "stream" and bar.text.startswith("epoch 1/1: 100%")
     assert bar.text.count("\n") == 1 and "\r" not in bar.text
-    assert tools.hygiene_problems(executed) == []
+    assert hygiene_problems(executed) == []
 
 
 def test_clean_strips_papermill_widgets_and_machine_paths(tmp_path, capsys):
@@ -557,7 +576,7 @@ def test_clean_strips_papermill_widgets_and_machine_paths(tmp_path, capsys):
                    text=f"saved {notebook_dir}/results/a.json\nfrom {notebook_dir.parent}/data"
                         f"\nhome {Path.home()}/x\n"),
         new_output("display_data", data={"text/plain": "bar 50%",
-                                          tools.WIDGET_VIEW: {"model_id": "unknown"}}),
+                                          WIDGET_VIEW: {"model_id": "unknown"}}),
         # a text progress bar as a kernel streams it: every refresh overwrites the line
         new_output("stream", name="stdout", text="epoch 1/1:   0%|          | 0/3\r"),
         new_output("stream", name="stdout", text="epoch 1/1:  67%|######6   | 2/3\r"),
@@ -569,12 +588,12 @@ def test_clean_strips_papermill_widgets_and_machine_paths(tmp_path, capsys):
     path = notebook_dir / "01_design_patterns.ipynb"
     notebook_dir.mkdir()
     nbformat.write(nb, path)
-    assert len(tools.hygiene_problems(nb)) >= 5
+    assert len(hygiene_problems(nb)) >= 5
 
     code, out = run_cli(capsys, "clean", path)
     assert code == 0 and "cleaned" in out
     cleaned = nbformat.read(path, as_version=4)
-    assert tools.hygiene_problems(cleaned) == []
+    assert hygiene_problems(cleaned) == []
     assert cleaned.cells[0].outputs[0].text == \
         "saved results/a.json\nfrom ../data\nhome ~/x\n"
     assert cleaned.cells[0].outputs[1].data == {"text/plain": "bar 50%"}
@@ -615,21 +634,21 @@ def executed_notebook() -> nbformat.NotebookNode:
     (lambda nb: [setattr(c, "execution_count", None) for c in nb.cells[1:]],
      "has not been executed"),
     (lambda nb: nb.cells[3].outputs.append(
-        new_output("display_data", data={tools.WIDGET_VIEW: {}, "text/plain": "x"})),
+        new_output("display_data", data={WIDGET_VIEW: {}, "text/plain": "x"})),
      "widget output"),
 ])
 def test_hygiene_catches_each_problem(spoil, problem):
     nb = executed_notebook()
-    assert tools.hygiene_problems(nb) == []
+    assert hygiene_problems(nb) == []
     spoil(nb)
-    problems = tools.hygiene_problems(nb)
+    problems = hygiene_problems(nb)
     assert any(problem in p for p in problems), problems
 
 
 def test_hygiene_ignores_urls_that_contain_home():
     nb = executed_notebook()
     nb.cells[3].outputs[0].text = "see https://example.org/home/page and ~/data\n"
-    assert tools.hygiene_problems(nb) == []
+    assert hygiene_problems(nb) == []
 
 
 def test_html_export_writes_a_page_per_notebook_and_an_index(tmp_path, capsys):
@@ -646,15 +665,15 @@ def test_html_export_writes_a_page_per_notebook_and_an_index(tmp_path, capsys):
 
 def test_pyproject_editing_keeps_other_lines():
     text = '[project]\nname = "x"\n\n[project.urls]\nHomepage = "h"\n\n[tool.ruff]\nline = 1\n'
-    edited = tools.edit_pyproject(text, "https://github.com/a/b", "main")
-    data = tools._load_toml(edited)
+    edited = edit_pyproject(text, "https://github.com/a/b", "main")
+    data = load_toml(edited)
     assert data["project"]["urls"] == {"Homepage": "h", "Repository": "https://github.com/a/b"}
     assert data["tool"] == {"ruff": {"line": 1}, "course": {"ref": "main"}}
     # the lines that were there stay as they were: only the two new ones are added
     assert edited.replace('Repository = "https://github.com/a/b"\n', "").replace(
         '\n[tool.course]\nref = "main"\n', "") == text
-    again = tools.edit_pyproject(edited, "https://github.com/a/b", "v1")
-    assert tools._load_toml(again)["tool"]["course"]["ref"] == "v1"
+    again = edit_pyproject(edited, "https://github.com/a/b", "v1")
+    assert load_toml(again)["tool"]["course"]["ref"] == "v1"
     assert again.replace('ref = "v1"', 'ref = "main"') == edited
 
 
@@ -669,7 +688,7 @@ COMMITTED = sorted((REPO / "notebooks").glob("*.ipynb"))
 def test_committed_notebooks_are_clean(path):
     if path is None:
         pytest.skip("no notebooks committed yet")
-    problems = tools.hygiene_problems(nbformat.read(path, as_version=4))
+    problems = hygiene_problems(nbformat.read(path, as_version=4))
     assert not problems, f"{path.name}:\n  " + "\n  ".join(problems)
 
 
@@ -677,8 +696,8 @@ def test_committed_notebooks_are_clean(path):
 def test_committed_notebooks_link_to_the_configured_repository(path):
     if path is None:
         pytest.skip("no notebooks committed yet")
-    config = tools.read_repo_config(REPO)
-    problems = tools.sync_problems(nbformat.read(path, as_version=4), config, path.stem)
+    config = read_repo_config(REPO)
+    problems = sync_problems(nbformat.read(path, as_version=4), config, path.stem)
     assert not problems, f"{path.name}: " + "; ".join(problems)
 
 

@@ -19,8 +19,12 @@ import pytest
 import torch
 from torch import nn
 
+from course_utils import checkpoint as checkpoint_mod
+from course_utils import device as device_mod
 from course_utils import train as train_mod
+from course_utils.device import resolve_precision
 from course_utils.train import (
+    Checkpoint,
     CheckpointError,
     History,
     TrainingDivergedError,
@@ -28,7 +32,6 @@ from course_utils.train import (
     evaluate,
     fit,
     lenet5_factor,
-    resolve_precision,
 )
 
 SAMPLE = Path(train_mod.__file__).parent / "sample_data" / "mnist_sample.npz"
@@ -299,23 +302,23 @@ def test_resume_is_bit_identical(tmp_path):
 
 def test_checkpoints_inside_the_epoch_every_n_steps_or_every_30_seconds(tmp_path, monkeypatch):
     saved = []
-    real_save = train_mod._save_checkpoint
+    real_write = checkpoint_mod.write_atomically
 
     def record(path, payload):
         saved.append((payload["step"], (payload["in_epoch"] or {}).get("steps")))
-        real_save(path, payload)
+        real_write(path, payload)
 
-    monkeypatch.setattr(train_mod, "_save_checkpoint", record)
+    monkeypatch.setattr(checkpoint_mod, "write_atomically", record)
     train, test = toy_data()  # 8 steps per epoch
-    fit(TinyCNN(), train, test, epochs=1, checkpoint=tmp_path / "a.pt", checkpoint_every=3,
+    fit(TinyCNN(), train, test, epochs=1, checkpoint=Checkpoint(tmp_path / "a.pt", every_steps=3),
         progress=False)
     assert saved == [(3, 3), (6, 6), (8, None)]  # inside the epoch, then the epoch's end
     saved.clear()
-    monkeypatch.setattr(train_mod, "CHECKPOINT_SECONDS", 0.0)  # the default: by time
+    monkeypatch.setattr(checkpoint_mod, "CHECKPOINT_SECONDS", 0.0)  # the default: by time
     fit(TinyCNN(), train, test, epochs=1, checkpoint=tmp_path / "b.pt", progress=False)
     assert [steps for _, steps in saved] == [1, 2, 3, 4, 5, 6, 7, 8, None]
-    with pytest.raises(ValueError, match="checkpoint_every"):
-        fit(TinyCNN(), train, test, checkpoint=tmp_path / "c.pt", checkpoint_every=0)
+    with pytest.raises(ValueError, match="every_steps"):
+        Checkpoint(tmp_path / "c.pt", every_steps=0)
 
 
 KILLED_RUN = """
@@ -323,14 +326,14 @@ import sys, time
 import torch
 sys.path.insert(0, {tests!r})
 from test_train import TinyCNN, toy_data
-from course_utils.train import fit
+from course_utils.train import Checkpoint, fit
 
 torch.set_num_threads(1)  # as the test process: the same sums in the same order
 train, test = toy_data()
 torch.manual_seed(1)
 model = TinyCNN()
 model.register_forward_pre_hook(lambda module, inputs: time.sleep(0.1))  # time to kill it
-fit(model, train, test, epochs=2, checkpoint={ckpt!r}, checkpoint_every=1, **{kwargs!r})
+fit(model, train, test, epochs=2, checkpoint=Checkpoint({ckpt!r}, every_steps=1), **{kwargs!r})
 """
 
 
@@ -404,8 +407,8 @@ def test_a_course_loader_resumes_inside_an_epoch_without_replaying_its_batches(t
 
     hook = model.register_forward_pre_hook(interrupt_at_step_6)
     ckpt = tmp_path / "run.pt"
-    history = fit(model, data(), None, epochs=1, lr=0.05, progress=False, checkpoint=ckpt,
-                  checkpoint_every=4)
+    history = fit(model, data(), None, epochs=1, lr=0.05, progress=False,
+                  checkpoint=Checkpoint(ckpt, every_steps=4))
     hook.remove()
     assert history.final["interrupted"]
     assert torch.load(ckpt, weights_only=True)["in_epoch"]["steps"] == 4
@@ -698,18 +701,18 @@ def test_precision_policy(monkeypatch):
     assert resolve_precision("fp32", "cpu") == "fp32"
     assert resolve_precision("bf16", "cpu") == "bf16"
     # a CPU with native bf16 (the measured table) -> bf16; without -> fp32 (emulated bf16)
-    monkeypatch.setattr(train_mod, "cpu_bf16_isa", lambda: "avx512_bf16")
+    monkeypatch.setattr(device_mod, "cpu_bf16_isa", lambda: "avx512_bf16")
     assert resolve_precision("auto", "cpu") == "bf16"
-    monkeypatch.setattr(train_mod, "cpu_bf16_isa", lambda: "amx")
+    monkeypatch.setattr(device_mod, "cpu_bf16_isa", lambda: "amx")
     assert resolve_precision("auto", "cpu") == "bf16"
-    monkeypatch.setattr(train_mod, "cpu_bf16_isa", lambda: None)
+    monkeypatch.setattr(device_mod, "cpu_bf16_isa", lambda: None)
     assert resolve_precision("auto", "cpu") == "fp32"
     assert resolve_precision("auto", "mps") == "fp32"
-    assert train_mod.use_channels_last("cuda") and train_mod.use_channels_last("cpu")
+    assert device_mod.use_channels_last("cuda") and device_mod.use_channels_last("cpu")
 
 
 def test_cpu_flags_are_read():
-    assert train_mod.cpu_bf16_isa() in (None, "amx", "avx512_bf16")
+    assert device_mod.cpu_bf16_isa() in (None, "amx", "avx512_bf16")
 
 
 def test_bf16_training_on_cpu_runs():
@@ -736,3 +739,20 @@ def test_plain_dataloader_works_too():
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
     history = fit(TinyCNN(), loader, loader, epochs=1, progress=False)
     assert history.final["dataset"] is None and history.epochs[0]["steps"] == 4
+
+
+def test_default_lr_of_a_small_model_follows_the_batch_size():
+    """LeNet-5's measured rates (benchmarks/README.md, section 5) at 64-512, log-interpolated
+    between them; batch norm and large models keep their fixed defaults."""
+    small = lenet5()
+    for batch_size, lr in train_mod.SMALL_MODEL_LR_BY_BATCH.items():
+        assert train_mod.default_lr(small, "sgd", batch_size) == pytest.approx(lr)
+    between = train_mod.default_lr(small, "sgd", 181)  # ~ sqrt(128 * 256)
+    assert 0.1 < between < 0.115
+    assert train_mod.default_lr(small, "sgd", 4096) == pytest.approx(0.3)  # no extrapolation
+    assert train_mod.default_lr(small, "adam", 512) == 1e-3
+    norm = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4))
+    assert train_mod.default_lr(norm, "sgd", 512) == 0.1
+    train, test = sample_mnist(batch_size=64)
+    history = fit(lenet5(), train, test, max_steps=1, progress=False)
+    assert history.config["lr"] == pytest.approx(0.05) and history.config["batch_size"] == 64

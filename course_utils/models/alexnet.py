@@ -12,9 +12,10 @@ convolutional neural networks", Section 3 and Figure 2).
 The paper says 224x224, but 11x11 filters at stride 4 only give its 55x55 maps from
 227x227 (227 - 11) / 4 + 1 = 55. Pooling windows overlap (3x3 at stride 2, Section
 3.4). With ``groups=2`` conv2, conv4 and conv5 only see the kernel maps on their own
-GPU, exactly the two-GPU split of Figure 2 (conv3 and the FC layers cross GPUs):
-60,965,224 parameters, the paper's "60 million". One tower (``groups=1``, the default):
-62,378,344.
+GPU, exactly the two-GPU split of Figure 2 (conv3 and the FC layers cross GPUs). The
+parameter counts of both, one tower (``groups=1``, the default) and two, are in
+``course_utils.papers.PARAMS`` ("alexnet", "alexnet_groups2"); the paper's rounded one is in
+``papers.PAPER_PARAMS``.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from torch import nn
 from ._input_check import check_input
 
 
-def local_response_norm() -> nn.LocalResponseNorm:
-    """Section 3.3: k = 2, n = 5, alpha = 1e-4, beta = 0.75. The paper divides by
-    (k + alpha * sum of squares), PyTorch by (k + alpha / n * sum): PyTorch's alpha is n x."""
-    n = 5
-    return nn.LocalResponseNorm(size=n, alpha=1e-4 * n, beta=0.75, k=2.0)
+def local_response_norm(k: float = 2.0, alpha: float = 1e-4, beta: float = 0.75,
+                        size: int = 5) -> nn.LocalResponseNorm:
+    """Local response normalisation with its constants written as Section 3.3 writes them:
+    each activation is divided by (k + alpha * sum of squares over ``size`` neighbouring
+    maps) ** beta. The defaults are AlexNet's (VGG's A-LRN uses them too); GoogLeNet passes
+    its own. PyTorch, like Caffe, divides alpha by the size first, so it gets alpha * size."""
+    return nn.LocalResponseNorm(size=size, alpha=alpha * size, beta=beta, k=k)
 
 
 class AlexNet(nn.Module):

@@ -9,9 +9,9 @@ material (chapter 5, convolutional networks), before any of the famous architect
     max pool 2x2                        -> 64x3x3
     FC 100, ReLU, FC num_classes
 
-123,222 parameters for 10 classes. The two halves, ``features`` (convolutions: what to
-look for) and ``classifier`` (fully connected: how to decide), are the pattern of every
-later model in the course.
+The two halves, ``features`` (convolutions: what to look for) and ``classifier`` (fully
+connected: how to decide), are the pattern of every later model in the course. Its
+parameter count (10 classes) is ``course_utils.papers.PARAMS["basic_cnn"]``.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ convolutional networks", Table 1, ImageNet architectures, growth rate k = 32).
 Every layer of a block sees the concatenation of the block input and all earlier
 layers' outputs, and adds k new channels ("growth rate"). The 1x1 "bottleneck" (B) and
 the transitions' compression 0.5 (C) make it DenseNet-BC. Module names equal
-torchvision's, so its state dicts load directly. Parameters at 1000 classes: 7,978,856 /
-14,149,480 / 20,013,928 / 33,337,704.
+torchvision's, so its state dicts load directly; the parameter counts are in
+``course_utils.papers.PARAMS``.
 """
 
 from __future__ import annotations

@@ -14,12 +14,14 @@ Table 1, Figures 2 and 3, Section 5).
 
 The attribute names are the rows of Table 1, so per-row parameters and multiply-adds
 can be read off ``named_children()``; the multiply-adds match Table 1's "ops" column
-(inception 5a: 51M computed, the table prints 54M). No batch normalisation (it came in
+except where the printed table contradicts its own widths
+(``course_utils.papers.GOOGLENET_TABLE1_NOTES``). No batch normalisation (it came in
 Inception-v2); every convolution, the 1x1 reductions included, is followed by ReLU.
-6,998,552 parameters at 1000 classes, 13,378,280 with the two auxiliary classifiers
-(``aux_logits=True``), which training adds to the loss with weight 0.3 and inference
-throws away. torchvision's ``googlenet`` follows a later re-implementation: batch norm,
-3x3 in the "5x5" branch, no LRN, other auxiliary pooling.
+``aux_logits=True`` adds the two auxiliary classifiers, which training adds to the loss
+with weight 0.3 and inference throws away; the parameter counts with and without them are
+``course_utils.papers.PARAMS["googlenet_aux"]`` and ``["googlenet"]``. torchvision's
+``googlenet`` follows a later re-implementation: batch norm, 3x3 in the "5x5" branch, no
+LRN, other auxiliary pooling.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ._input_check import check_input
+from .alexnet import local_response_norm
 
 # Table 1: #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj
 INCEPTION_TABLE: dict[str, tuple[int, int, int, int, int, int]] = {
@@ -117,12 +120,6 @@ class InceptionAux(nn.Module):
         return self.fc2(self.dropout(self.relu(self.fc1(x))))
 
 
-def local_response_norm() -> nn.LocalResponseNorm:
-    """The paper gives no LRN constants; these are the reference Caffe model's
-    (bvlc_googlenet: size 5, alpha 1e-4 divided by size as PyTorch does, beta 0.75)."""
-    return nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=1.0)
-
-
 class GoogLeNet(nn.Module):
     """GoogLeNet as in Table 1. In training mode with ``aux_logits=True`` the forward pass
     returns ``(logits, aux1, aux2)``; otherwise just ``logits``."""
@@ -143,7 +140,10 @@ class GoogLeNet(nn.Module):
             self.min_input_size = self.min_input_size_aux
 
         def norm() -> nn.Module:
-            return local_response_norm() if lrn else nn.Identity()
+            # The paper gives no LRN constants; these are the reference Caffe model's
+            # (bvlc_googlenet: k = 1, size 5, alpha 1e-4, beta 0.75). Caffe divides alpha by
+            # the size before use, AlexNet's formula does not: there it is 1e-4 / 5.
+            return local_response_norm(k=1.0, alpha=1e-4 / 5) if lrn else nn.Identity()
 
         # Caffe rounds pooled sizes up (ceil_mode): 112 -> 56 -> 28 -> 14 -> 7.
         self.conv1 = ConvReLU(in_channels, 64, 7, stride=2)

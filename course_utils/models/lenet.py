@@ -10,7 +10,8 @@ document recognition", Section II.B and Fig. 2).
     F6: full 84
     output: full num_classes
 
-61,706 parameters for 10 classes (the paper says "about 60,000").
+The parameter count (10 classes) is ``course_utils.papers.PARAMS["lenet5"]``, a little
+over the paper's, whose per-layer counts are ``papers.LENET5_LAYER_PARAMS``.
 
 Simplifications that every modern re-implementation makes, and that do not change the
 layer sizes: S2/S4 are plain average pooling (the paper's subsampling units also have a
@@ -43,8 +44,9 @@ C3_TABLE = [
 
 class C3PartialConv(nn.Module):
     """C3 as in the paper: each output map is a 5x5 convolution over only the S2 maps
-    that Table I connects to it. 1,516 trainable parameters instead of 2,416; the paper's
-    reasons: fewer connections, and different inputs force the maps to differ."""
+    that Table I connects to it: fewer trainable parameters than a full C3
+    (``papers.LENET5_LAYER_PARAMS["C3"]`` instead of 2,416). The paper's reasons: fewer
+    connections, and different inputs force the maps to differ."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -58,7 +60,7 @@ class C3PartialConv(nn.Module):
 class LeNet5(nn.Module):
     """LeNet-5. ``activation="relu"`` and ``pooling="max"`` give the modern variant the
     lecture compares against the original tanh + average pooling; ``c3_table=True`` the
-    paper's partial S2-C3 connections (60,806 parameters instead of 61,706)."""
+    paper's partial S2-C3 connections (``papers.PARAMS["lenet5_c3_table"]`` parameters)."""
 
     input_size = (1, 32, 32)
     min_input_size = 32

@@ -14,11 +14,12 @@ ResNet-18/34 use :class:`BasicBlock` (3x3, 3x3), ResNet-50/101/152 :class:`Bottl
 norm after every convolution, ReLU after the addition. The shortcut is the identity, or a
 1x1 convolution + BN (projection shortcut, option B) where the shape changes.
 
-The paper strides a bottleneck's first 1x1 convolution (default here, 3.8 GMACs for
-ResNet-50); torchvision strides the 3x3 (``stride_in_3x3=True``, "ResNet v1.5": 4.09
-GMACs, slightly more accurate). Module names equal torchvision's (``layer1``,
-``conv1``/``bn1``, ``downsample``...), so its state dicts load directly. Parameters at
-1000 classes: 11,689,512 / 21,797,672 / 25,557,032 / 44,549,160 / 60,192,808.
+The paper strides a bottleneck's first 1x1 convolution (the default here: Table 1's
+multiply-adds, ``course_utils.papers.MACS``); torchvision strides the 3x3
+(``stride_in_3x3=True``, "ResNet v1.5": more multiply-adds, slightly more accurate,
+``papers.TORCHVISION``). Module names equal torchvision's (``layer1``, ``conv1``/``bn1``,
+``downsample``...), so its state dicts load directly, and the parameter counts are
+torchvision's (``papers.PARAMS``).
 """
 
 from __future__ import annotations
@@ -44,10 +45,8 @@ class BasicBlock(nn.Module):
 
     expansion = 1  # output channels = channels * expansion
 
-    # stride_in_3x3 is unused: a basic block has only 3x3 convolutions.
     def __init__(self, in_channels: int, channels: int, stride: int = 1,
-                 downsample: nn.Module | None = None,
-                 stride_in_3x3: bool = False) -> None:
+                 downsample: nn.Module | None = None) -> None:
         super().__init__()
         self.conv1 = conv3x3(in_channels, channels, stride)
         self.bn1 = nn.BatchNorm2d(channels)
@@ -130,10 +129,13 @@ class ResNet(nn.Module):
             downsample = nn.Sequential(
                 conv1x1(self._channels, out_channels, stride), nn.BatchNorm2d(out_channels)
             )
-        layers = [block(self._channels, channels, stride, downsample, self.stride_in_3x3)]
+        # Where the stride goes is a choice only a bottleneck has (1x1 or 3x3); a basic
+        # block's convolutions are all 3x3.
+        placement = {"stride_in_3x3": self.stride_in_3x3} if issubclass(block, Bottleneck) else {}
+        layers = [block(self._channels, channels, stride, downsample, **placement)]
         self._channels = out_channels
         for _ in range(1, blocks):
-            layers.append(block(out_channels, channels, stride_in_3x3=self.stride_in_3x3))
+            layers.append(block(out_channels, channels, **placement))
         return nn.Sequential(*layers)
 
     def _init_weights(self, zero_init_residual: bool) -> None:
@@ -164,22 +166,23 @@ class ResNet(nn.Module):
         return self.fc(x)  # num_classes
 
 
-# Table 1: the block type and the blocks per stage (and the multiply-adds) of each depth.
-def resnet18(**kwargs) -> ResNet:  # 1.8 GMACs
+# Table 1: the block type and the blocks per stage of each depth (its multiply-adds are in
+# course_utils.papers.MACS).
+def resnet18(**kwargs) -> ResNet:
     return ResNet(BasicBlock, [2, 2, 2, 2], **kwargs)
 
 
-def resnet34(**kwargs) -> ResNet:  # 3.6 GMACs
+def resnet34(**kwargs) -> ResNet:
     return ResNet(BasicBlock, [3, 4, 6, 3], **kwargs)
 
 
-def resnet50(**kwargs) -> ResNet:  # 3.8 GMACs
+def resnet50(**kwargs) -> ResNet:
     return ResNet(Bottleneck, [3, 4, 6, 3], **kwargs)
 
 
-def resnet101(**kwargs) -> ResNet:  # 7.6 GMACs
+def resnet101(**kwargs) -> ResNet:
     return ResNet(Bottleneck, [3, 4, 23, 3], **kwargs)
 
 
-def resnet152(**kwargs) -> ResNet:  # 11.3 GMACs
+def resnet152(**kwargs) -> ResNet:
     return ResNet(Bottleneck, [3, 8, 36, 3], **kwargs)

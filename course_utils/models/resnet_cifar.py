@@ -13,8 +13,9 @@ identity, and where a stage halves the size and doubles the channels option A (e
 second pixel, zero channels appended: no parameters); ``shortcut="B"``: a 1x1 conv + BN
 projection there. ``residual=False``: no shortcuts, the plain network of the same depth.
 
-Parameters at 10 classes, option A (Table 6: 0.27M, 0.46M, 0.66M, 0.85M, 1.7M): 269,722 /
-464,154 / 658,586 / 853,018 / 1,727,962; the plain nets the same, option B 2,752 more.
+Parameter counts at 10 classes: ``course_utils.papers.PARAMS`` ("resnet20" ...
+"resnet110", "plain20" ... "plain56", "resnet20_b" for option B); Table 6 prints them
+rounded (``papers.CIFAR10_ERRORS``).
 """
 
 from __future__ import annotations

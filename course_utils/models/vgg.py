@@ -1,14 +1,15 @@
 """VGG (Simonyan and Zisserman 2015, "Very deep convolutional networks for large-scale
-image recognition", Table 1 configurations, Table 2 parameter counts).
+image recognition", Table 1 configurations).
 
 Each configuration below is a column of Table 1, written the way the paper writes it:
 ``"conv3-64"`` is a 3x3 convolution with 64 output channels (stride 1, padding 1, so the
 size stays), ``"conv1-256"`` a 1x1 convolution (config C), ``"LRN"`` local response
 normalisation (config A-LRN), ``"maxpool"`` 2x2 max pooling with stride 2. Every
 convolution is followed by ReLU; the classifier is FC-4096, FC-4096, FC-num_classes with
-dropout 0.5 after the first two. Parameters at 1000 classes (Table 2: 133, 133, 134, 138,
-144 M): A 132,863,336 / B 133,047,848 / C 133,638,952 / D 138,357,544 / E 143,667,240.
-Module names equal torchvision's ``vgg*`` (and ``vgg*_bn``), so their state dicts load.
+dropout 0.5 after the first two. Module names equal torchvision's ``vgg*`` (and
+``vgg*_bn``), so their state dicts load. Parameter counts: ``course_utils.papers.PARAMS``
+(exact, = torchvision's; config C is "vgg16_c"), and Table 2's rounded ones in
+``papers.PAPER_PARAMS``.
 """
 
 from __future__ import annotations
