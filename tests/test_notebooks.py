@@ -79,8 +79,9 @@ def _code(stem):
 # state that outcome with expect(...), which stops a cpu/full run on the notebook's own data
 # that disagrees and only prints the claim elsewhere (smoke, rehearsal, the bundled sample).
 EXPERIMENTS = {
+    "02_lenet": "relu_loss = min(drops",  # ReLU vs tanh, each at its own rate, three seeds
     "03_alexnet": "steps_to_target(\"tanh\", FIG1_LR",  # Figure 1: ReLU vs tanh
-    "04_vgg": "for name, net in nets.items()}",  # fixed-scale init, with and without BN
+    "04_vgg": "stuck = f\"{plain}, std {TORCHVISION_STD}\"",  # fixed-scale and He init, BN
     "06_resnet": "plot_seed_band(deg_runs",  # degradation over seeds
     "07_densenet": "format_table(results_rows + own_rows)",  # the course-wide table
 }
@@ -172,3 +173,20 @@ def test_07_runs_alone_in_a_fresh_kernel_without_earlier_results(tmp_path):
     assert "not in the table, no smoke-mode results in" in text
     assert "01_design_patterns, 02_lenet, 03_alexnet, 04_vgg, 05_inception, 06_resnet" in text
     assert json.loads((results / "07.json").read_text(encoding="utf-8"))["mode"] == "smoke"
+
+
+# A call that draws: the course's plotting helpers, matplotlib's show, History.plot.
+DRAWS = re.compile(r"^(?!from |import ).*\b(plot_\w+|show_\w+|confusion_matrix|bubble_chart|"
+                   r"plt\.show|\.plot)\(", re.M)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_figure_a_cell_draws_is_in_its_saved_output(path):
+    """A figure that a cell draws but that never reached the saved output (a Figure returned
+    from a cell that does not end with it) is one the student reading the notebook never sees.
+    Cells behind the pretrained-weights switch show nothing while the weights are off."""
+    nb = nbformat.read(path, as_version=4)
+    missing = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
+               and DRAWS.search(cell.source) and "pretrained_enabled(" not in cell.source
+               and not any("image/png" in out.get("data", {}) for out in cell.outputs)]
+    assert not missing, f"{path.name}: cells {missing} draw a figure that is not in the output"
