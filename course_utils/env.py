@@ -74,9 +74,15 @@ def pretrained_enabled(requested: bool | None = None) -> bool:
     return (is_colab() or is_kaggle()) and not is_smoke()
 
 
-PRETRAINED_OFF_NOTE = ("Pretrained weights: off here (not Colab/Kaggle, or a smoke run), so this "
-                       "cell shows nothing. Set PRETRAINED = True in the parameters cell to "
-                       "download them.")
+def pretrained_off_note(shows: str, shows_en: str) -> str:
+    """What a cell behind ``pretrained_enabled`` prints while the weights are off: what it would
+    show (``shows`` in Korean, ``shows_en`` in English) and how to turn it on."""
+    return (f"사전 학습 가중치가 꺼져 있어(Colab/Kaggle이 아니거나 짧게 줄인 실행) 이 셀은 아무것도 "
+            f"보여 주지 않습니다. 켜면 {shows}. Colab/Kaggle에서는 자동으로 켜지고, 다른 곳에서는 "
+            f"parameters 셀의 PRETRAINED = True로 켜면 가중치를 내려받습니다.\n"
+            f"Pretrained weights are off here (not Colab/Kaggle, or a short run), so this cell "
+            f"shows nothing. With them on, {shows_en}. They are on by default on Colab/Kaggle; "
+            f"elsewhere set PRETRAINED = True in the parameters cell to download them.")
 
 
 def get_device(prefer: str | None = None) -> torch.device:

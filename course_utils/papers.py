@@ -115,7 +115,9 @@ def _src(key: str, where: str) -> str:
 
 
 # --------------------------------------------------------------------------- architectures
-# (key, name, year, depth, paper[, ilsvrc, note])
+# (key, name, year, depth, paper[, ilsvrc, note]). depth counts the layers with weights, the
+# lecture's convention (convolutions + fully connected, no pooling, no projection shortcuts);
+# LeCun et al. 1998 (Sec. II-B) count LeNet-5 as 7 layers, S2 and S4 included.
 ARCHITECTURES: dict[str, Architecture] = {key: Architecture(*row) for key, *row in [
     ("lenet5", "LeNet-5", 1998, 5, "lecun1998", "", "3 conv + 2 fully connected"),
     ("alexnet", "AlexNet", 2012, 8, "krizhevsky2012", "1st 2012", "5 conv + 3 fully connected"),

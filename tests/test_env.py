@@ -173,3 +173,10 @@ def test_expect_enforces_a_claim_only_where_the_run_can_show_it(monkeypatch, cap
         assert env.expect(False, "a claim", _Loader()) is False
         assert "[not checked: a " in capsys.readouterr().out
         monkeypatch.delenv(variable)
+
+
+def test_the_pretrained_off_note_says_what_the_cell_would_show_and_how_to_turn_it_on():
+    note = env.pretrained_off_note("필터 64개가 보입니다", "it shows 64 filters")
+    korean, english = note.split("\n")
+    assert "켜면 필터 64개가 보입니다." in korean and "PRETRAINED = True" in korean
+    assert "With them on, it shows 64 filters." in english and "PRETRAINED = True" in english

@@ -113,7 +113,7 @@ def test_pretrained_cells_are_behind_the_parameter(stem):
     for source in downloads:
         assert "if pretrained_enabled(PRETRAINED)" in source or \
             "if not pretrained_enabled(PRETRAINED)" in source
-        assert "PRETRAINED_OFF_NOTE" in source  # offline: one line says why nothing shows
+        assert "pretrained_off_note(" in source  # off: what it would show, how to turn it on
         assert "except" in source  # a failed download is reported, not a crash
 
 
