@@ -112,8 +112,6 @@ class HomeworkRun:
         # The same device, precision and memory format as fit: bf16 autocast on GPUs with
         # bf16, fp16 + the gradient scaler on a T4, and on a CPU what was measured faster.
         self.place = Placement.choose(train)
-        self.device, self.precision = self.place.device, self.place.precision
-        self.channels_last = self.place.channels_last
         train, test = self.place.data(train), self.place.data(test)
         self.place.model(model)
         t4.record_training("homework: your loop", model, train, test, epochs)  # rehearsals only
@@ -137,6 +135,11 @@ class HomeworkRun:
                          model.register_forward_pre_hook(self._on_forward),
                          self._last_param.register_hook(self._on_gradient)]
         _ACTIVE = self
+
+    # The placement's parts, as the check, the grader and the notebooks read them.
+    device = property(lambda self: self.place.device)
+    precision = property(lambda self: self.place.precision)
+    channels_last = property(lambda self: self.place.channels_last)
 
     # -- what the student's loop uses --------------------------------------------------
     def batches(self, epoch: int | None = None):

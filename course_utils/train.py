@@ -41,7 +41,7 @@ from torch import nn
 
 from . import env, t4
 from .checkpoint import Checkpoint, CheckpointError
-from .device import Placement, resolve_precision, use_channels_last
+from .device import Placement
 from .papers import LENET5_PAPER_LR
 
 __all__ = ["fit", "evaluate", "History", "Checkpoint", "CheckpointError", "TrainingDivergedError",
@@ -154,7 +154,7 @@ def evaluate(model: nn.Module, data: Iterable, precision: str = "auto", *,
     if place is None:
         tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
         device = tensor.device if tensor is not None else torch.device("cpu")
-        place = Placement(device, resolve_precision(precision, device), use_channels_last(device))
+        place = Placement.choose(None, devices=device, precision=precision)
     data = place.data(data)
     was_training = model.training
     model.eval()
