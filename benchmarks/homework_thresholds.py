@@ -34,7 +34,8 @@ from course_tools.kernel import PYTHON_KERNEL, python_kernel  # noqa: E402
 from course_utils.homework import PROBE_MARK  # noqa: E402
 from course_utils.minimums import minimum_for  # noqa: E402
 
-NOTEBOOKS = ["02_lenet", "03_alexnet", "04_vgg", "05_inception", "06_resnet", "07_densenet"]
+NOTEBOOKS = ["01_design_patterns", "02_lenet", "03_alexnet", "04_vgg", "05_inception", "06_resnet",
+             "07_densenet"]
 
 
 def homework_prefix(name: str) -> nbformat.NotebookNode:

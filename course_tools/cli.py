@@ -23,6 +23,8 @@ Each command lives in its own module, which adds its subcommand to the parser wi
                      change the repository URL everywhere
                  sync
                      rewrite badges/setup cells/README from pyproject
+    reference.py reference resnet-figure6 --data ROOT [--epochs N]
+                     the longer runs behind 06's Figure 6 reference curves (resumable)
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import clean, grade, homework, html, links, run
+from . import clean, grade, homework, html, links, reference, run
 from .notebooks import ToolError, default_root
 
 
@@ -42,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--root", type=Path, default=None,
                         help="repository root (default: the checkout course_utils comes from)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (run, clean, homework, grade, html, links):
+    for module in (run, clean, homework, grade, html, links, reference):
         module.add_commands(commands)
     return parser
 

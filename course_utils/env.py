@@ -215,14 +215,16 @@ def banner_text(title: str | None = None, notebook: str | None = None,
         "cpu": "reduced run: no GPU found, settings shrunk so it finishes in minutes",
         "smoke": f"smoke run ({SMOKE_ENV}=1): tiny data and few steps, for CI",
     }[mode]
+    settings = settings if settings is not None else RunSettings(mode, {})
+    reduced = settings.reduced
+    if mode == "cpu" and settings.values and not reduced:
+        explain = "CPU run: no GPU found; nothing reduced (the full settings are cheap here)"
     where = "Colab" if is_colab() else "Kaggle" if is_kaggle() else "local"
     lines = [f"=== {title} ===" if title else "=== run ===",
              f"device      : {device_name()} [{where}]",
              f"versions    : python {platform.python_version()}, torch {torch.__version__}, "
              f"torchvision {torchvision.__version__}",
              f"mode        : {explain}"]
-    settings = settings if settings is not None else RunSettings(mode, {})
-    reduced = settings.reduced
     for key, value in {**settings, **extra}.items():
         full_run = f"  (full run: {reduced[key][0]!r})" if key in reduced else ""
         lines.append(f"  {key:<10}: {value!r}{full_run}")

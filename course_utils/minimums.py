@@ -35,6 +35,11 @@ GOOGLENET_PLATEAU = ("GoogLeNet without batch norm stays on its initial plateau 
 
 MINIMUMS: tuple[Minimum, ...] = (
     #        notebook        mode     data      accuracy
+    Minimum("01_design_patterns", "full",  "real",   0.965),
+    Minimum("01_design_patterns", "cpu",   "real",   0.965),
+    Minimum("01_design_patterns", "cpu",   "sample", 0.80),
+    Minimum("01_design_patterns", "smoke", "sample", 0.30),
+    Minimum("01_design_patterns", "smoke", "real",   None, SMOKE_REAL),
     Minimum("02_lenet",     "full",  "real",   0.975),
     Minimum("02_lenet",     "cpu",   "real",   0.975),
     Minimum("02_lenet",     "cpu",   "sample", 0.85),

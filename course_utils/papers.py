@@ -10,8 +10,9 @@ counts our models reproduce, keyed by registry name or name_variant; a model bui
 torchvision builds it takes its count from ``TORCHVISION``), ``PAPER_PARAMS`` (as the papers
 print them: "60 million"), ``LENET5_LAYER_PARAMS``, ``MACS`` (per image; ResNet Table 1
 "FLOPs" are multiply-adds), ``GOOGLENET_TABLE1``, ``IMAGENET_ERRORS``, ``ILSVRC_WINNERS``,
-``CIFAR10_ERRORS``, ``MNIST_ERRORS``, ``LENET5_PAPER_LR``, ``TORCHVISION`` (one protocol for
-all models: use it for charts), ``LECTURE``, ``CS231N_VGG16``, ``COMPARISON_MODELS``.
+``CIFAR10_ERRORS``, ``MNIST_ERRORS``, ``ALEXNET_LAYER_NEURONS``, ``LENET5_PAPER_LR``,
+``TORCHVISION`` (one protocol for all models: use it for charts), ``LECTURE``,
+``CS231N_VGG16``, ``COMPARISON_MODELS``.
 Helpers: :func:`errors_for`, :func:`summary_rows`.
 
 Conventions: error rates in percent; parameters and MACs as plain numbers (not millions).
@@ -224,6 +225,14 @@ LENET5_LAYER_PARAMS: dict[str, Published] = {
         ("F6", 10_164, "84 units"),
     ]}
 
+# Krizhevsky et al. 2012, Sec. 3.5: "the number of neurons in the network's remaining layers is
+# given by 253,440-186,624-64,896-64,896-43,264-4096-4096-1000" (conv1 ... conv5, fc6 ... fc8).
+ALEXNET_LAYER_NEURONS: dict[str, Published] = {
+    layer: Published(count, _src("krizhevsky2012", "Sec. 3.5 (neurons per layer)"))
+    for layer, count in zip(("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"),
+                            (253_440, 186_624, 64_896, 64_896, 43_264, 4096, 4096, 1000),
+                            strict=True)}
+
 PAPER_PARAMS: dict[str, Published] = {
     "lenet5": Published(60_000, _src("lecun1998", "Sec. II-B (sum of the per-layer counts)"),
                         "the lecture says about 60 thousand"),
@@ -293,8 +302,9 @@ GOOGLENET_TABLE1_NOTES: dict[str, str] = {
     "has 9,408 weights and 118M MACs at 112x112. The printed pair is self-consistent (34M = "
     "112 x 112 x 2.7K) but cannot be reproduced from the layer's shape: even without the "
     "three input channels, 7 x 7 x 64 = 3,136 weights, not 2.7K.",
-    "params": "The params column uses K = 1024 (3a: 163,328 weights = 159.5K); some rows (4c: "
-    "509,440 = 497.5K vs 463K printed) do not match their widths.",
+    "params": "The params column appears to use K = 1024 (the paper does not say; 3a: 163,328 "
+    "weights = 159.5K; fc: 1,024,000 = 1000K exactly); some rows (4c: 509,440 = 497.5K vs "
+    "463K printed) do not match their widths.",
 }
 
 
@@ -393,6 +403,8 @@ HEADLINE_SETTING: dict[str, str] = {
 ILSVRC_WINNERS: list[dict[str, Any]] = [
     {"year": 2010, "team": "NEC-UIUC (Lin et al.)", "model": "sparse coding", "top5": 28.2,
      "source": _src("krizhevsky2012", "Table 1 (best ILSVRC-2010 entry)")},
+    {"year": 2011, "team": "XRCE", "model": "Fisher vectors", "top5": 25.8,
+     "source": _src("russakovsky2015", "the winning entries by year (ILSVRC2011: XRCE)")},
     {"year": 2012, "team": "SuperVision", "model": "AlexNet", "top5": 15.3,
      "source": _GN2, "note": "16.4% without the extra ImageNet Fall 2011 data"},
     {"year": 2013, "team": "Clarifai", "model": "ZFNet-style CNN", "top5": 11.7,

@@ -174,6 +174,47 @@ def plot_seed_band(runs: dict[str, Sequence[Any]], *, key: str = "loss", title: 
     return _finish(fig, show)
 
 
+def plot_reference_figure6(reference: Mapping[str, Any], live: dict[str, Sequence[Any]] | None = None,
+                           *, title: str | None = None, show: bool = False) -> Figure:
+    """ResNet's Figure 6 from a reference run (``course_utils.reference_runs``): per epoch the
+    training error (dashed) and test error (solid) of the plain nets (one panel) and the
+    residual nets (the next), as in the paper. With ``live`` ({label: [History per seed]}) a
+    first panel shows the notebook's own short run (training loss per step, mean of the seeds)
+    for comparison."""
+    runs = reference["runs"]
+    panels = [("plain", "plain networks"), ("resnet", "residual networks")]
+    fig = _new_figure(show, figsize=(4.2 * (len(panels) + (live is not None)), 3.4))
+    axes = list(fig.subplots(1, len(panels) + (live is not None), squeeze=False)[0])
+    if live is not None:
+        ax = axes.pop(0)
+        for i, (label, histories) in enumerate(live.items()):
+            records = [_as_history_dict(h)["steps"] for h in histories]
+            n = min(len(r) for r in records)
+            ax.plot([s["step"] for s in records[0][:n]],
+                    np.mean([[s["loss"] for s in r[:n]] for r in records], axis=0),
+                    color=f"C{i}", lw=1.5, label=label)
+        ax.set(xlabel="step", ylabel="training loss", title="this notebook's short run")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="x-small")
+    for ax, (kind, panel_title) in zip(axes, panels, strict=True):
+        names = sorted((n for n in runs if n.startswith(kind)), key=lambda n: int(n[len(kind):]))
+        for i, name in enumerate(names):
+            rows = runs[name]["epochs"]
+            epochs = [r["epoch"] for r in rows]
+            ax.plot(epochs, [r["train_error"] for r in rows], ls="--", color=f"C{i}", lw=1.2)
+            ax.plot(epochs, [r["test_error"] for r in rows], ls="-", color=f"C{i}", lw=1.8,
+                    label=f"{kind}-{name[len(kind):]}")
+        ax.set(xlabel="epoch", ylabel="error (%)", title=f"reference run: {panel_title}")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="x-small", title="dashed: training, solid: test",
+                  title_fontsize="x-small")
+    top = max(ax.get_ylim()[1] for ax in axes)  # one scale for both panels, as in the paper
+    for ax in axes:
+        ax.set_ylim(0, top)
+    return _finish(fig, show, title)
+
+
 # --------------------------------------------------------------------------- images
 def show_images(images: Any, labels: Any = None, classes: Sequence[str] | None = None, *,
                 predictions: Any = None, titles: Sequence[str] | None = None, ncols: int = 8,

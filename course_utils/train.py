@@ -169,9 +169,11 @@ def evaluate(model: nn.Module, data: Iterable, precision: str = "auto", *,
                     logits, _ = _split_output(model(x))
                 logits = logits.float()
                 loss_sum += F.cross_entropy(logits, y, reduction="sum")
-                hits = logits.topk(min(5, logits.shape[1]), dim=1).indices == y[:, None]
-                correct += hits[:, 0].sum()
-                correct5 += hits.any(dim=1).sum()
+                # top-1 by argmax: of tied logits (frequent in bf16) it takes the first, as a
+                # hand-written loop's argmax does; topk may take another one.
+                correct += (logits.argmax(dim=1) == y).sum()
+                top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+                correct5 += (top5 == y[:, None]).any(dim=1).sum()
                 seen += y.shape[0]
     finally:
         model.train(was_training)

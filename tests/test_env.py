@@ -85,6 +85,17 @@ def test_banner_says_mode_versions_and_what_was_reduced(monkeypatch, capsys):
     assert "lr        : 0.1" in text and "(full run" not in text.split("lr        :")[1]
 
 
+def test_a_cpu_banner_says_reduced_only_when_something_was(monkeypatch):
+    monkeypatch.delenv("COURSE_SMOKE", raising=False)
+    monkeypatch.delenv("COURSE_REHEARSAL", raising=False)
+    monkeypatch.setattr(env, "run_mode", lambda device=None: "cpu")
+    same = env.run_settings({"subset": None, "lr": 0.1}, cpu={})
+    shrunk = env.run_settings({"subset": None, "lr": 0.1}, cpu={"subset": 1000})
+    assert "nothing reduced" in env.banner_text(settings=same)
+    assert "reduced run" not in env.banner_text(settings=same)
+    assert "reduced run" in env.banner_text(settings=shrunk)
+
+
 def test_settings_are_values_not_module_state(monkeypatch):
     """Two notebooks' settings in one process do not leak into each other's banner, and a
     forced precision is a note of the settings it was chosen with."""

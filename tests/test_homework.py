@@ -174,8 +174,8 @@ def test_grader_probe_prints_its_own_measurement(data, capsys):
 def test_thresholds_cover_every_mode_of_every_homework_notebook():
     rows = {(row.notebook, row.mode, row.data): row for row in minimums.MINIMUMS}
     assert len(rows) == len(minimums.MINIMUMS), "one row per notebook, mode and data"
-    for name in ("02_lenet", "03_alexnet", "04_vgg", "05_inception", "06_resnet",
-                 "07_densenet"):
+    for name in ("01_design_patterns", "02_lenet", "03_alexnet", "04_vgg", "05_inception",
+                 "06_resnet", "07_densenet"):
         for mode, data in (("full", "real"), ("cpu", "real"), ("smoke", "sample")):
             row = rows[name, mode, data]
             assert (0.1 < row.accuracy < 1) if row.accuracy is not None else row.why_none

@@ -55,7 +55,13 @@ def test_notebook_has_the_course_structure(path):
         assert "### END SOLUTION" in cells[i].source
         assert "check" in _tags(cells[i + 1]), f"cell {i + 1} should be the homework check"
     if path.stem == "01_design_patterns":
-        return  # a lighter warm-up exercise, no training
+        # The warm-up: the student trains with fit; the given part of the same cell builds the
+        # HomeworkRun that counts its steps, and the check measures the model as in 02-07.
+        given, region = cells[solution_at[0]].source.split("### BEGIN SOLUTION")
+        assert "HomeworkRun(" in given and "trains_with_fit=True" in given
+        assert "fit(" in region
+        assert 'check_homework(run, "01_design_patterns", model)' in cells[solution_at[0] + 1].source
+        return
     # 02-07: the graded region is the student's own loop; fit stays out of it. The given cell
     # just before it builds the HomeworkRun; the check measures the model itself.
     for i in solution_at:
@@ -80,7 +86,7 @@ def _code(stem):
 # that disagrees and only prints the claim elsewhere (smoke, rehearsal, the bundled sample).
 EXPERIMENTS = {
     "02_lenet": "relu_loss = min(drops",  # ReLU vs tanh, each at its own rate, three seeds
-    "03_alexnet": "steps_to_target(\"tanh\", FIG1_LR",  # Figure 1: ReLU vs tanh
+    "03_alexnet": "ratios = [row[\"tanh / ReLU\"]",  # Figure 1: each at its fastest rate, 3 seeds
     "04_vgg": "stuck = f\"{plain}, std {TORCHVISION_STD}\"",  # fixed-scale and He init, BN
     "06_resnet": "plot_seed_band(deg_runs",  # degradation over seeds
     "07_densenet": "format_table(results_rows + own_rows)",  # the course-wide table

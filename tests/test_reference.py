@@ -1,0 +1,56 @@
+"""The reference runs shipped with course_utils (06's Figure 6) and the command that makes them."""
+
+import matplotlib
+
+matplotlib.use("Agg")  # no screen in CI
+
+import pytest  # noqa: E402
+
+from course_tools.reference import FIGURE6_MODELS, milestones  # noqa: E402
+from course_utils.plots import plot_reference_figure6  # noqa: E402
+from course_utils.reference_runs import REFERENCE_NAMES, final_errors, load_reference  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def figure6():
+    return load_reference("resnet_figure6")
+
+
+def test_every_network_of_figure6_finished_its_schedule(figure6):
+    settings = figure6["settings"]
+    assert sorted(figure6["runs"]) == sorted(FIGURE6_MODELS)
+    for name, run in figure6["runs"].items():
+        assert [row["epoch"] for row in run["epochs"]] == list(range(1, settings["epochs"] + 1)), name
+        for row in run["epochs"]:
+            assert 0 <= row["train_error"] <= 100 and 0 <= row["test_error"] <= 100
+    assert settings["milestones"] == milestones(settings["epochs"])
+    assert settings["train_images"] == 50_000 and settings["test_images"] == 10_000
+    assert {"machine", "date", "command", "how"} <= set(figure6)
+
+
+def test_figure6_shows_both_halves(figure6):
+    """What 06 says about the reference run: plain-56 trains worse than plain-20 (the first
+    half), resnet-56 ends better than resnet-20 in training and test error (the second)."""
+    train, test = final_errors(figure6, "train_error"), final_errors(figure6, "test_error")
+    assert train["plain56"] > train["plain20"]
+    assert train["resnet56"] < train["resnet20"]
+    assert test["resnet56"] < test["resnet20"]
+
+
+def test_the_schedule_divides_the_rate_where_the_paper_does():
+    assert milestones(164) == [82, 123]  # the paper: 32k and 48k of 64k steps
+    assert milestones(10) == [5, 8]
+    assert milestones(1) == [1]
+
+
+def test_unknown_reference_names_are_refused():
+    assert REFERENCE_NAMES == ("resnet_figure6",)
+    with pytest.raises(ValueError, match="resnet_figure6"):
+        load_reference("resnet_figure7")
+
+
+def test_the_plot_has_a_panel_per_family_and_one_for_the_live_run(figure6):
+    assert len(plot_reference_figure6(figure6).axes) == 2
+    fake_history = {"steps": [{"step": 1, "loss": 2.3}, {"step": 2, "loss": 2.1}]}
+    fig = plot_reference_figure6(figure6, live={"plain20": [fake_history]})
+    assert len(fig.axes) == 3
