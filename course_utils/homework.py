@@ -234,8 +234,9 @@ def t4_estimate(model: str | nn.Module, images: int, image_size: int, **model_kw
     return (f"{name}, {images:,} images at {image_size}x{image_size}: "
             f"{t4.duration(t4_estimate_seconds(macs, images))} per epoch on a T4 GPU "
             f"(estimate: {amount} MACs per image x3 for forward + backward, at the "
-            f"{t4.T4_TRAIN_FLOPS / 1e12:.1f} TFLOP/s a T4 reaches on ResNet-50 by a published "
-            f"figure; not measured)")
+            f"{t4.T4_TRAIN_FLOPS / 1e12:.1f} TFLOP/s estimated for ResNet-50 training on a T4 "
+            f"from NVIDIA's published T4 inference and V100 train/inference figures; not "
+            f"measured)")
 
 
 def t4_estimate_seconds(macs_per_image: int, images: int) -> float:

@@ -334,8 +334,8 @@ _DN3 = _src("huang2017", "Table 3 (single-crop / 10-crop)")
 
 IMAGENET_ERRORS: list[ErrorRate] = [
     # AlexNet, ILSVRC-2010 test set (Table 1) and ILSVRC-2012 (Table 2)
-    ErrorRate("alexnet", 37.5, 17.0, "test", "ILSVRC-2010 test set, 1 CNN", _AX1),
-    ErrorRate("alexnet", 40.7, 18.2, "val", "1 CNN", _AX2),
+    ErrorRate("alexnet", 37.5, 17.0, "test", "ILSVRC-2010 test set, 1 CNN, 10 patches", _AX1),
+    ErrorRate("alexnet", 40.7, 18.2, "val", "1 CNN, 10 patches", _AX2),
     ErrorRate("alexnet", 38.1, 16.4, "val", "average of 5 CNNs (16.4% on test too)", _AX2, False),
     ErrorRate("alexnet", 36.7, 15.4, "val", "7 CNNs, two pre-trained on ImageNet Fall 2011",
               _AX2, False),
@@ -392,7 +392,7 @@ IMAGENET_ERRORS: list[ErrorRate] = [
 # One representative single-model figure per architecture for comparison tables: the
 # paper's own headline protocol (they differ between papers; the `setting` says which).
 HEADLINE_SETTING: dict[str, str] = {
-    "alexnet": "1 CNN", "vgg16": "config D, multi-crop & dense",
+    "alexnet": "1 CNN, 10 patches", "vgg16": "config D, multi-crop & dense",
     "vgg19": "config E, multi-crop & dense", "googlenet": "1 model, 144 crops",
     "resnet18": "10 crops", "resnet34": "option B, multi-scale", "resnet50": "multi-scale",
     "resnet101": "multi-scale", "resnet152": "multi-scale", "densenet121": "single crop",

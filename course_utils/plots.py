@@ -178,7 +178,8 @@ def plot_reference_figure6(reference: Mapping[str, Any], live: dict[str, Sequenc
                            *, title: str | None = None, show: bool = False) -> Figure:
     """ResNet's Figure 6 from a reference run (``course_utils.reference_runs``): per epoch the
     training error (dashed) and test error (solid) of the plain nets (one panel) and the
-    residual nets (the next), as in the paper. With ``live`` ({label: [History per seed]}) a
+    residual nets (the next), as in the paper; a family the run has not reached yet is marked
+    as missing. With ``live`` ({label: [History per seed]}) a
     first panel shows the notebook's own short run (training loss per step, mean of the seeds)
     for comparison."""
     runs = reference["runs"]
@@ -198,6 +199,9 @@ def plot_reference_figure6(reference: Mapping[str, Any], live: dict[str, Sequenc
         ax.legend(fontsize="x-small")
     for ax, (kind, panel_title) in zip(axes, panels, strict=True):
         names = sorted((n for n in runs if n.startswith(kind)), key=lambda n: int(n[len(kind):]))
+        if not names:  # a reference run still under way: say so instead of an empty frame
+            ax.text(0.5, 0.5, f"{panel_title}:\nnot in this reference run yet", ha="center",
+                    va="center", transform=ax.transAxes)
         for i, name in enumerate(names):
             rows = runs[name]["epochs"]
             epochs = [r["epoch"] for r in rows]
@@ -207,8 +211,9 @@ def plot_reference_figure6(reference: Mapping[str, Any], live: dict[str, Sequenc
         ax.set(xlabel="epoch", ylabel="error (%)", title=f"reference run: {panel_title}")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="x-small", title="dashed: training, solid: test",
-                  title_fontsize="x-small")
+        if names:
+            ax.legend(fontsize="x-small", title="dashed: training, solid: test",
+                      title_fontsize="x-small")
     top = max(ax.get_ylim()[1] for ax in axes)  # one scale for both panels, as in the paper
     for ax in axes:
         ax.set_ylim(0, top)

@@ -164,5 +164,5 @@ def notebook_estimate(notebook: str) -> str | None:
     memory = f"{peak / 2**30:.1f} GiB" if peak >= 2**30 else f"{peak / 2**20:.0f} MiB"
     count = f"{len(rows)} training" + ("s" if len(rows) != 1 else "")
     return (f"{duration(total)} of training for Run all on one T4 ({count}; "
-            f"estimate calibrated on a published ResNet-50 figure, not measured); peak "
+            f"estimate derived from NVIDIA's ResNet-50 figures, not measured); peak "
             f"training memory {memory} of the T4's 15 GiB")

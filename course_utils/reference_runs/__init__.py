@@ -27,6 +27,14 @@ def load_reference(name: str) -> dict[str, Any]:
 
 
 def final_errors(reference: dict[str, Any], key: str = "train_error") -> dict[str, float]:
-    """Each finished run's last-epoch ``key`` (train_error or test_error), in percent."""
+    """Each finished run's last-epoch ``key`` (train_error or test_error), in percent. The
+    command writes a network only when it has finished, and a reference run may not have
+    reached every network yet (``missing_runs``)."""
     return {name: run["epochs"][-1][key] for name, run in reference["runs"].items()
             if len(run["epochs"]) == reference["settings"]["epochs"]}
+
+
+def missing_runs(reference: dict[str, Any], names: tuple[str, ...]) -> list[str]:
+    """The networks of ``names`` the reference run has not finished (yet)."""
+    done = final_errors(reference)
+    return [name for name in names if name not in done]
