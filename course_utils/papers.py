@@ -440,6 +440,7 @@ CIFAR10_ERRORS: list[dict[str, Any]] = [
     _cifar("ResNet-1202", 19.4e6, 7.93, _RN6),
     _cifar("DenseNet (L=40, k=12)", 1.0e6, 5.24, _DN2),
     _cifar("DenseNet (L=40, k=12)", 1.0e6, 7.00, _DN2, augment=False),
+    _cifar("DenseNet (L=100, k=12)", 7.0e6, 4.10, _DN2),
     _cifar("DenseNet-BC (L=100, k=12)", 0.8e6, 4.51, _DN2),
     _cifar("DenseNet-BC (L=250, k=24)", 15.3e6, 3.62, _DN2),
     _cifar("DenseNet-BC (L=190, k=40)", 25.6e6, 3.46, _DN2),
@@ -455,7 +456,7 @@ MNIST_ERRORS: dict[str, Published] = {
 # "thereafter". The lecture slide prints 0.005 for the first value; the paper says 0.0005.
 LENET5_PAPER_LR: list[tuple[int | None, float]] = [
     (2, 5e-4), (3, 2e-4), (3, 1e-4), (4, 5e-5), (None, 1e-5)]
-LENET5_PAPER_LR_SOURCE = _src("lecun1998", "Sec. IV-A 'Results'")
+LENET5_PAPER_LR_SOURCE = _src("lecun1998", "Sec. III-B 'Results'")
 
 # --------------------------------------------------------------------------- CS231n
 # The per-layer VGG-16 table of CS231n (seed 001): activations and weights of every layer for
