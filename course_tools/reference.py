@@ -97,8 +97,7 @@ def resnet_figure6(args: argparse.Namespace) -> int:
         if history.final.get("interrupted"):
             print(f"{name}: interrupted; run the same command again to continue")
             return 1
-        rows = _epoch_rows(history)
-        runs[name] = {"epochs": rows, "training_minutes": round(sum(r["seconds"] for r in rows) / 60, 1)}
+        runs[name] = {"epochs": _epoch_rows(history)}
         record = {"how": PAPER, "command": "python -m course_tools reference resnet-figure6 "
                   f"--epochs {args.epochs}", "settings": settings,
                   "machine": _machine(device), "torch": torch.__version__,

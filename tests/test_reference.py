@@ -36,15 +36,15 @@ def test_the_shipped_networks_of_figure6_finished_their_schedule(figure6):
     assert {"machine", "date", "command", "how"} <= set(figure6)
 
 
-def test_figure6_shows_what_06_says(figure6):
-    """resnet-56 ends better than resnet-20 in training and test error (the second half), by
-    more than 06's margin for a one-seed difference; plain-56 trains worse than plain-20 (the
-    first half) once the plain pair is there."""
+def test_figure6_record_is_what_06_says(figure6):
+    """06 says the 10-epoch record does not show the second half: ResNet-56 ends more than its
+    margin (0.5 points) behind ResNet-20 in training and test error, after a rougher first
+    epoch. A longer record that shows the paper's result must change 06 and this test."""
     train, test = final_errors(figure6, "train_error"), final_errors(figure6, "test_error")
-    assert train["resnet20"] - train["resnet56"] > 0.5
-    assert test["resnet20"] - test["resnet56"] > 0.5
-    if "plain56" in train:
-        assert train["plain56"] - train["plain20"] > 0.5
+    assert train["resnet56"] - train["resnet20"] > 0.5
+    assert test["resnet56"] - test["resnet20"] > 0.5
+    first = {n: figure6["runs"][n]["epochs"][0]["train_loss"] for n in ("resnet20", "resnet56")}
+    assert first["resnet56"] > first["resnet20"]
 
 
 def test_the_schedule_divides_the_rate_where_the_paper_does():
