@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from course_utils.data import load_data
-from course_utils.device import cpu_bf16_isa
+from course_utils.device import resolve_precision
 from course_utils.env import device_name, get_device
 from course_utils.models import get_model
 
@@ -68,9 +68,7 @@ def resnet_figure6(args: argparse.Namespace) -> int:
 
     out = args.out or args.root / "course_utils" / "reference_runs" / "resnet_figure6.json"
     device = get_device()
-    precision = args.precision
-    if precision == "auto":  # bf16 autocast is ~1.5x faster on a CPU that has bf16 units
-        precision = "bf16" if device.type == "cuda" or cpu_bf16_isa() else "fp32"
+    precision = resolve_precision(args.precision, device)  # fit's own policy, recorded below
     train, test = load_data("cifar10", root=args.data, batch_size=128, augment="crop+flip",
                             subset=args.subset, test_subset=args.test_subset, seed=0)
     if train.fallback:
