@@ -49,14 +49,15 @@ def _ipython_stand_in() -> None:
 def homework_cells(name: str) -> list[str]:
     """The code of the notebook's cells up to and including the homework solution."""
     cells = json.loads((REPO / "notebooks" / f"{name}.ipynb").read_text(encoding="utf-8"))["cells"]
+    last = max(i for i, c in enumerate(cells) if "### BEGIN SOLUTION" in "".join(c["source"]))
     sources = []
-    for cell in cells:
+    for index, cell in enumerate(cells):
         source = "".join(cell["source"])
         if cell["cell_type"] == "code" and SKIP_TAG not in cell["metadata"].get("tags", []):
             sources.append("\n".join(  # an IPython magic (%pip, %matplotlib) becomes `pass`
                 line[:len(line) - len(line.lstrip())] + "pass"
                 if line.lstrip().startswith("%") else line for line in source.splitlines()))
-        if "### BEGIN SOLUTION" in source:
+        if index == last:  # 07 has two parts (the batch size, then the loop): up to the loop
             return sources
     raise ValueError(f"{name}: no homework solution cell")
 
@@ -85,7 +86,7 @@ def run_homework(name: str, precision: str) -> dict:
     finally:
         os.chdir(cwd)
     run = namespace["run"]
-    found = homework.measure(run)
+    found = homework.measure(run, name)
     minimum, why = homework.minimum_for(name, found["mode"], found["data"])
     peak = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
     return {"notebook": name, "precision": found["precision"], "device": found["device"],

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from course_tools.kernel import PYTHON_KERNEL, python_kernel  # noqa: E402
+from course_utils.env import cpu_name  # noqa: E402
 from course_utils.homework import PROBE_MARK  # noqa: E402
 from course_utils.minimums import minimum_for  # noqa: E402
 
@@ -40,7 +40,8 @@ NOTEBOOKS = ["01_design_patterns", "02_lenet", "03_alexnet", "04_vgg", "05_incep
 
 def homework_prefix(name: str) -> nbformat.NotebookNode:
     nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
-    solution = next(i for i, c in enumerate(nb.cells) if "### BEGIN SOLUTION" in c.source)
+    # the last solution cell: 07's homework has two parts (the batch size, then the loop)
+    solution = max(i for i, c in enumerate(nb.cells) if "### BEGIN SOLUTION" in c.source)
     nb.cells = nb.cells[: solution + 1] + [nbformat.v4.new_code_cell(
         f"from course_utils.homework import grader_probe\ngrader_probe({name!r})")]
     return nb
@@ -60,13 +61,6 @@ def measure(name: str, seed: int, workdir: Path) -> dict:
     found = json.loads(text.split(PROBE_MARK, 1)[1].strip().splitlines()[0])
     found["notebook_seconds"] = time.perf_counter() - started
     return found
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

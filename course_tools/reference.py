@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 from pathlib import Path
 
 import torch
 
 from course_utils.data import load_data
 from course_utils.device import resolve_precision
-from course_utils.env import device_name, get_device
+from course_utils.env import cpu_name, device_name, get_device
 from course_utils.models import get_model
 
 from .notebooks import ToolError
@@ -35,20 +34,10 @@ PAPER = ("He et al. 2016, Deep Residual Learning for Image Recognition, section 
          "weight decay 1e-4, momentum 0.9, crops from 4-pixel padding and flips")
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _machine(device: torch.device) -> str:
     if device.type == "cuda":
         return device_name(device)
-    return f"{_cpu_name()}, {torch.get_num_threads()} threads"
+    return f"{cpu_name()}, {torch.get_num_threads()} threads"
 
 
 def milestones(epochs: int) -> list[int]:

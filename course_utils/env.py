@@ -79,7 +79,7 @@ def pretrained_off_note(shows: str, shows_en: str) -> str:
     show (``shows`` in Korean, ``shows_en`` in English) and how to turn it on."""
     return (f"사전 학습 가중치가 꺼져 있어(Colab/Kaggle이 아니거나 짧게 줄인 실행) 이 셀은 아무것도 "
             f"보여 주지 않습니다. 켜면 {shows}. Colab/Kaggle에서는 자동으로 켜지고, 다른 곳에서는 "
-            f"parameters 셀의 PRETRAINED = True로 켜면 가중치를 내려받습니다.\n"
+            f"파라미터 셀의 PRETRAINED = True로 켜면 가중치를 내려받습니다.\n"
             f"Pretrained weights are off here (not Colab/Kaggle, or a short run), so this cell "
             f"shows nothing. With them on, {shows_en}. They are on by default on Colab/Kaggle; "
             f"elsewhere set PRETRAINED = True in the parameters cell to download them.")
@@ -103,6 +103,18 @@ def device_name(device: torch.device | str | None = None) -> str:
     if device.type == "mps":
         return "Apple MPS"
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def cpu_name() -> str:
+    """The processor's model name (Linux: /proc/cpuinfo), for the records that say which CPU
+    a measurement came from (CPUs of the same kind differ: AMX or only AVX512-BF16)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def run_mode(device: torch.device | str | None = None) -> str:
@@ -271,6 +283,24 @@ def outcomes_unchecked(data: Any = None) -> str | None:
     if data is not None and getattr(data, "fallback", None):
         return "this run used the bundled MNIST sample, not the dataset the text describes"
     return None
+
+
+def claims_checked_here(as_described: bool = True) -> bool:
+    """Whether this run checks the sentences that read the saved run without a GPU.
+
+    Some of the text reads numbers only the saved CPU run measured (its timings, its small
+    images, thresholds set from its seeds). A GPU run (full mode) prints its own numbers but
+    does not check those sentences, and neither does a run whose experiment parameters were
+    changed (``as_described=False``); it prints which of the two, in Korean and English."""
+    if run_mode() == "full":
+        print("이 설명은 GPU 없이 저장한 실행에서 잰 결과라 GPU에서는 확인하지 않습니다. / The text "
+              "here reads the saved run without a GPU; it is not checked on a GPU.")
+        return False
+    if not as_described:
+        print("실험 설정을 바꿔 실행했으므로 본문의 결과는 확인하지 않습니다. / The experiment's "
+              "parameters were changed: the text's outcomes are not checked.")
+        return False
+    return True
 
 
 def expect(holds: Any, claim: str, data: Any = None, details: Any = None) -> bool:

@@ -40,10 +40,15 @@ from .analysis import count_macs, format_table
 from .device import Placement
 from .train import READS_PER_EPOCH, evaluate
 
-__all__ = ["HomeworkRun", "check_homework", "measure", "threshold", "minimum_for",
+__all__ = ["HomeworkRun", "check_homework", "check_batch_size", "measure", "threshold",
+           "minimum_for", "MEMORY_LIMITED_BATCH",
            "grader_probe", "PROBE_MARK", "compare_with_fit", "t4_estimate", "t4_estimate_seconds"]
 
 PROBE_MARK = "__course_homework__"
+
+# Notebooks whose homework also picks the batch size: the largest power of two whose training
+# step fits the memory limit (t4.largest_batch), the point of DenseNet's homework (07).
+MEMORY_LIMITED_BATCH = ("07_densenet",)
 
 # What usually makes a check fail, shown with every failure (Korean first, as in the notes).
 HINTS = {
@@ -81,6 +86,12 @@ HINTS = {
     "new_model": "check는 HomeworkRun이 받은 모델을 평가합니다: 새 모델을 만들지 말고 주어진 model을 "
     "학습하세요. / The check evaluates the model given to HomeworkRun: train that model, "
     "do not build a new one.",
+    "batch_size": "배치 크기는 메모리 한도 안에 들어가는 가장 큰 2의 거듭제곱이어야 합니다. training_memory로 "
+    "작은 배치 두 개(예: 2와 4)의 메모리를 재서 직선(고정 부분 + 이미지당 증가분)을 구하고, 한도 안에 드는 "
+    "이미지 수를 계산한 다음 그 이하의 가장 큰 2의 거듭제곱을 고르세요. / The batch size must be the "
+    "largest power of two whose training step fits the memory limit: measure training_memory "
+    "at two small batches (say 2 and 4), fit the line (fixed part + per image), solve for the "
+    "images that fit, and take the largest power of two at or below that.",
     "no_run": "HomeworkRun(model, train, test) 줄이 실행되지 않았습니다: 과제 셀의 주어진 줄을 지우지 "
     "마세요. / The given line run = HomeworkRun(model, train, test) did not run: keep the "
     "given lines of the homework cell.",
@@ -284,14 +295,23 @@ def minimum_for(notebook: str, mode: str, source: str) -> tuple[float | None, st
     return row.accuracy, row.why_none
 
 
-def measure(run: HomeworkRun) -> dict[str, Any]:
-    """What the check and the grader judge: measured on the model, not read from the notebook."""
+def measure(run: HomeworkRun, notebook: str | None = None) -> dict[str, Any]:
+    """What the check and the grader judge: measured on the model, not read from the notebook.
+    For a notebook in ``MEMORY_LIMITED_BATCH`` also the batch the run trained with and the one
+    the memory limit allows, counted here."""
     stale = int(run._stale.item())
     untrained = [name for name, before in run._watched.items()
                  if _checksums(run.model.get_submodule(name)) == before]
     result = evaluate(run.model, run.test)
     mode, source = _mode_and_source(run)
+    batch = {}
+    if notebook in MEMORY_LIMITED_BATCH:
+        size, channels = int(run.train.image_size), int(run.train.in_channels)
+        batch = {"batch_size": int(run.train.batch_size),
+                 "expected_batch_size": t4.largest_batch(run.model, size, in_channels=channels),
+                 "memory_limit": t4.memory_limit(size)}
     return {
+        **batch,
         "mode": mode, "data": source, "test_acc": result["acc"], "test_loss": result["loss"],
         "test_images": int(getattr(run.test, "num_samples", 0)) or None,
         "steps": run.steps, "expected_steps": run.epochs * run.steps_per_epoch,
@@ -327,6 +347,11 @@ def _problems(measured: dict[str, Any], minimum: float | None,
         problems.append(HINTS["eval_mode"])
     if measured["stale_gradient_steps"] > 0.5 * max(steps, 1):
         problems.append(HINTS["no_zero_grad"])
+    expected_batch = measured.get("expected_batch_size")
+    if expected_batch and measured["batch_size"] != expected_batch:
+        problems.append(f"trained with batches of {measured['batch_size']}; the largest power "
+                        f"of two that fits the memory limit is {expected_batch}. "
+                        + HINTS["batch_size"])
     if measured["untrained"]:
         problems.append(f"untrained: {', '.join(measured['untrained'])}. "
                         + HINTS["watched_untrained"])
@@ -350,7 +375,7 @@ def check_homework(run: HomeworkRun, notebook: str, model: nn.Module | None = No
         raise AssertionError(HINTS["no_run"])
     if model is not None and model is not run.model:
         raise AssertionError(HINTS["new_model"])
-    measured = measure(run)
+    measured = measure(run, notebook)
     mode, source = measured["mode"], measured["data"]
     minimum, why = minimum_for(notebook, mode, source)
     required = f"minimum {minimum:.1%}" if minimum is not None else "not asserted: " + why
@@ -366,6 +391,30 @@ def check_homework(run: HomeworkRun, notebook: str, model: nn.Module | None = No
     return measured
 
 
+def check_batch_size(batch_size: Any, model: nn.Module, image_size: int,
+                     in_channels: int = 3) -> dict:
+    """The check of 07's first part: ``batch_size`` is the largest power of two whose fp16
+    training step fits ``t4.memory_limit(image_size)``. Counts the memory itself (at the
+    student's batch and at twice it) and returns the numbers (also printed)."""
+    limit = t4.memory_limit(image_size)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise AssertionError(f"batch_size should be a positive int, not {batch_size!r}. "
+                             + HINTS["batch_size"])
+    expected = t4.largest_batch(model, image_size, limit, in_channels)
+    rows = [{"batch": b, "training memory MiB": t4.training_memory(model, b, image_size,
+                                                                      in_channels) / 2**20}
+            for b in sorted({batch_size, 2 * batch_size, expected, 2 * expected})]
+    for row in rows:
+        row["fits the limit"] = "yes" if row["training memory MiB"] * 2**20 <= limit else "no"
+    print(f"memory limit at {image_size}x{image_size}: {limit / 2**20:,.0f} MiB")
+    print(format_table(rows, formats={"training memory MiB": "{:,.0f}"}))
+    if batch_size != expected:
+        raise AssertionError(f"batch_size = {batch_size}; the largest power of two that fits "
+                             f"is {expected}. " + HINTS["batch_size"])
+    print(f"OK: batches of {batch_size} fit; {2 * batch_size} would not.")
+    return {"batch_size": batch_size, "limit": limit, "rows": rows}
+
+
 def grader_probe(notebook: str) -> None:
     """Printed by the cell the grader adds after the check: its own measurement as JSON."""
     run = _ACTIVE
@@ -373,7 +422,7 @@ def grader_probe(notebook: str) -> None:
         found: dict[str, Any] = {"passed": False, "problems": [HINTS["no_run"]]}
     else:
         minimum = threshold(notebook, run)
-        found = measure(run)
+        found = measure(run, notebook)
         problems = _problems(found, minimum, run.scaler.is_enabled())
         found.update(minimum=minimum, passed=not problems, problems=problems)
     print(PROBE_MARK + json.dumps(found))

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 from importlib import resources
 from typing import Any
@@ -82,11 +83,30 @@ def _fake_twin(model: nn.Module, mode) -> nn.Module:
     return twin
 
 
+_MEASURED: dict[tuple, int] = {}  # (architecture, batch, size, channels, dtype) -> bytes
+
+
+def _architecture(model: nn.Module) -> tuple:
+    """What the training memory depends on: the module types and the parameter shapes (not
+    the weights' values, so a trained model and a fresh one share a measurement)."""
+    return (tuple(type(m).__name__ for m in model.modules()),
+            tuple(tuple(p.shape) for p in model.parameters()))
+
+
 def training_memory(model: nn.Module, batch_size: int, image_size: int, in_channels: int = 3,
                     dtype: torch.dtype = torch.float16) -> int:
     """Peak bytes of one training step (SGD with momentum, autocast to ``dtype``) of
     ``model`` on a batch of ``batch_size`` images, counted on fake tensors: parameters,
     gradients, optimizer state and saved activations, as a GPU would hold them."""
+    net = model.module if isinstance(model, nn.DataParallel) else model
+    key = (_architecture(net), int(batch_size), int(image_size), int(in_channels), dtype)
+    if key not in _MEASURED:  # a count takes seconds; the homework and its check repeat some
+        _MEASURED[key] = _count_training_memory(net, *key[1:])
+    return _MEASURED[key]
+
+
+def _count_training_memory(model: nn.Module, batch_size: int, image_size: int,
+                           in_channels: int, dtype: torch.dtype) -> int:
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.distributed._tools.mem_tracker import MemTracker
 
@@ -111,6 +131,34 @@ def training_memory(model: nn.Module, batch_size: int, image_size: int, in_chann
         with tracker:
             step()
         return int(tracker.get_tracker_snapshot("peak")[torch.device("cpu")]["Total"])
+
+
+def memory_limit(image_size: int) -> int:
+    """The training memory a run at ``image_size`` may use: ``MEMORY_LIMIT_BYTES`` (12 GiB of
+    a T4's 15) at 224x224, and smaller by the ratio of pixels at a smaller size, so that a CPU
+    run at 32x32 makes the same choice in miniature (251 MiB)."""
+    return int(MEMORY_LIMIT_BYTES * (int(image_size) / 224) ** 2)
+
+
+def largest_batch(model: nn.Module, image_size: int, limit: int | None = None,
+                  in_channels: int = 3) -> int:
+    """The largest power-of-two batch whose fp16 training step fits ``limit`` (default
+    :func:`memory_limit`). Once the saved activations dominate the peak (at batches of 32 and
+    64; below that the fixed part, weights, gradients and momentum, sets it), the memory grows
+    on a line with the batch, so those two batches give the line; the answer is then counted
+    directly, with the next power of two above it."""
+    limit = memory_limit(image_size) if limit is None else int(limit)
+    at_32, at_64 = (training_memory(model, b, image_size, in_channels) for b in (32, 64))
+    per_image = (at_64 - at_32) / 32
+    fixed = at_32 - 32 * per_image
+    batch = 2 ** int(math.log2(max(2.0, (limit - fixed) / per_image)))
+    while batch > 2 and training_memory(model, batch, image_size, in_channels) > limit:
+        batch //= 2
+    if training_memory(model, batch, image_size, in_channels) > limit:
+        raise ValueError(f"even a batch of 2 needs more than the limit {limit / 2**20:.0f} MiB")
+    while training_memory(model, 2 * batch, image_size, in_channels) <= limit:
+        batch *= 2
+    return batch
 
 
 # --------------------------------------------------------------------------- the plan

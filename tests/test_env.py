@@ -159,6 +159,21 @@ def test_a_rehearsal_runs_full_mode_on_any_device_and_smoke_wins(monkeypatch):
     assert not env.is_rehearsal() and env.run_mode() == "smoke"
 
 
+def test_claims_read_from_the_saved_cpu_run_are_checked_only_there(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.delenv("COURSE_SMOKE", raising=False)
+    monkeypatch.delenv("COURSE_REHEARSAL", raising=False)
+    assert env.run_mode() == "cpu" and env.claims_checked_here()
+    assert capsys.readouterr().out == ""  # checked: nothing to explain
+    assert not env.claims_checked_here(as_described=False)
+    assert "parameters were changed" in capsys.readouterr().out
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert env.run_mode() == "full" and not env.claims_checked_here()
+    out = capsys.readouterr().out
+    assert "GPU에서는 확인하지 않습니다" in out and "not checked on a GPU" in out
+
+
 class _Loader:
     def __init__(self, fallback=None):
         self.fallback = fallback

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_utils import homework, minimums
+from course_utils import homework, minimums, t4
 from course_utils.data import load_data
 from course_utils.homework import HomeworkRun, check_homework, measure
 from course_utils.models import get_model
@@ -245,3 +245,31 @@ def test_a_t4s_fp16_path_with_the_gradient_scaler_runs_on_the_cpu(data, monkeypa
         run.scaler.update()
     found = check_homework(run, "02_lenet", model)
     assert found["precision"] == "fp16" and found["steps"] >= 32 - 25
+
+
+def test_07s_check_counts_the_batch_the_memory_limit_allows(data):
+    # 07's homework picks the batch size; the check counts the answer itself. LeNet-5 in
+    # batches of 32 is far below what its tiny training step allows at 32x32.
+    model, run = make_run(data)
+    train_loop(model, run)
+    measured = measure(run, "07_densenet")
+    assert measured["batch_size"] == 32 and measured["memory_limit"] == t4.memory_limit(32)
+    expected = measured["expected_batch_size"]
+    assert expected == t4.largest_batch(model, 32, in_channels=1) > 32
+    problems = homework._problems(measured, None, False)
+    assert any(f"largest power of two that fits the memory limit is {expected}" in p
+               for p in problems)
+    assert "expected_batch_size" not in measure(run, "02_lenet")  # the others pick no batch
+
+
+def test_check_batch_size_counts_the_memory_and_explains_a_wrong_answer(capsys):
+    dense = get_model("densenet121", num_classes=10)
+    found = homework.check_batch_size(128, dense, 32)
+    out = capsys.readouterr().out
+    assert "OK: batches of 128 fit; 256 would not." in out
+    fits = {row["batch"]: row["fits the limit"] for row in found["rows"]}
+    assert fits == {128: "yes", 256: "no"}
+    for wrong in (64, 256, 100.0):
+        with pytest.raises(AssertionError, match="power of two|positive int") as error:
+            homework.check_batch_size(wrong, dense, 32)
+        assert "training_memory" in str(error.value)

@@ -90,3 +90,27 @@ def test_devices_all_goes_through_data_parallel_in_a_rehearsal(monkeypatch):
     train, test = load_data("sample", batch_size=16, image_size=32, device="cpu")
     fit(get_model("lenet5"), train, test, lr=0.01, devices="all", progress=False)
     assert wrapped == [16, 16, 16]  # two training batches and the test batch
+
+
+def test_the_memory_limit_shrinks_with_the_pixels():
+    assert t4.memory_limit(224) == t4.MEMORY_LIMIT_BYTES == 12 * GiB
+    assert t4.memory_limit(32) == pytest.approx(t4.MEMORY_LIMIT_BYTES / 49, abs=1)
+    assert t4.memory_limit(112) == t4.MEMORY_LIMIT_BYTES // 4
+
+
+def test_training_memory_is_a_line_in_the_batch_and_largest_batch_finds_the_fit():
+    # 07's homework at CIFAR's 32x32: batches of 32 and 64 give the line (there the saved
+    # activations set the peak; at 2 or 4 the fixed part does, and their line is too flat),
+    # and the answer is the largest power of two whose counted step fits (the next does not).
+    dense = get_model("densenet121", num_classes=10)
+    two, four, at_32, at_64, big = (t4.training_memory(dense, b, 32) for b in (2, 4, 32, 64, 128))
+    per_image = (at_64 - at_32) / 32
+    assert big == pytest.approx(at_64 + 64 * per_image, rel=0.02)
+    assert two + 124 * (four - two) / 2 < 0.8 * big  # the small batches' line falls short
+    limit = t4.memory_limit(32)
+    batch = t4.largest_batch(dense, 32)
+    assert batch == 128
+    assert t4.training_memory(dense, batch, 32) <= limit < t4.training_memory(dense, 256, 32)
+    # a tighter limit: a smaller answer, still a power of two that fits
+    assert t4.largest_batch(dense, 32, limit=t4.training_memory(dense, 40, 32)) == 32
+
