@@ -87,11 +87,12 @@ HINTS = {
     "학습하세요. / The check evaluates the model given to HomeworkRun: train that model, "
     "do not build a new one.",
     "batch_size": "배치 크기는 메모리 한도 안에 들어가는 가장 큰 2의 거듭제곱이어야 합니다. training_memory로 "
-    "작은 배치 두 개(예: 2와 4)의 메모리를 재서 직선(고정 부분 + 이미지당 증가분)을 구하고, 한도 안에 드는 "
-    "이미지 수를 계산한 다음 그 이하의 가장 큰 2의 거듭제곱을 고르세요. / The batch size must be the "
-    "largest power of two whose training step fits the memory limit: measure training_memory "
-    "at two small batches (say 2 and 4), fit the line (fixed part + per image), solve for the "
-    "images that fit, and take the largest power of two at or below that.",
+    "배치 32와 64의 메모리를 재서 직선(고정 부분 + 이미지당 증가분)을 구하고, 한도 안에 드는 이미지 수를 계산한 "
+    "다음 그 이하의 가장 큰 2의 거듭제곱을 고르세요(2나 4처럼 아주 작은 배치는 직선을 잘못 줍니다). / The "
+    "batch size must be the largest power of two whose training step fits the memory limit: "
+    "measure training_memory at batches of 32 and 64 (not tiny ones like 2 and 4), fit the "
+    "line (fixed part + per image), solve for the images that fit, and take the largest power "
+    "of two at or below that.",
     "no_run": "HomeworkRun(model, train, test) 줄이 실행되지 않았습니다: 과제 셀의 주어진 줄을 지우지 "
     "마세요. / The given line run = HomeworkRun(model, train, test) did not run: keep the "
     "given lines of the homework cell.",
@@ -383,7 +384,9 @@ def check_homework(run: HomeworkRun, notebook: str, model: nn.Module | None = No
           f"{measured['test_acc']:.2%} on {measured['test_images'] or '?'} images "
           f"({required}); {measured['steps']} optimizer steps "
           f"(one epoch: {measured['expected_steps']}); {measured['images']:,} training images "
-          f"seen in train mode")
+          f"seen in train mode" + (f"; batches of {measured['batch_size']} (the memory limit "
+                                    f"allows {measured['expected_batch_size']})"
+                                    if "expected_batch_size" in measured else ""))
     problems = _problems(measured, minimum, run.scaler.is_enabled())
     if problems:
         raise AssertionError("\n- " + "\n- ".join(problems))

@@ -184,16 +184,18 @@ def plot_reference_figure6(reference: Mapping[str, Any], live: dict[str, Sequenc
     for comparison."""
     runs = reference["runs"]
     panels = [("plain", "plain networks"), ("resnet", "residual networks")]
+    # one colour per network in every panel (plain20, plain56, resnet20, resnet56: C0-C3)
+    colour = {name: f"C{i}" for i, name in enumerate(sorted(set(runs) | set(live or ())))}
     fig = _new_figure(show, figsize=(4.2 * (len(panels) + (live is not None)), 3.4))
     axes = list(fig.subplots(1, len(panels) + (live is not None), squeeze=False)[0])
     if live is not None:
         ax = axes.pop(0)
-        for i, (label, histories) in enumerate(live.items()):
+        for label, histories in live.items():
             records = [_as_history_dict(h)["steps"] for h in histories]
             n = min(len(r) for r in records)
             ax.plot([s["step"] for s in records[0][:n]],
                     np.mean([[s["loss"] for s in r[:n]] for r in records], axis=0),
-                    color=f"C{i}", lw=1.5, label=label)
+                    color=colour[label], lw=1.5, label=label)
         ax.set(xlabel="step", ylabel="training loss", title="this notebook's short run")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="x-small")
@@ -202,11 +204,11 @@ def plot_reference_figure6(reference: Mapping[str, Any], live: dict[str, Sequenc
         if not names:  # a reference run still under way: say so instead of an empty frame
             ax.text(0.5, 0.5, f"{panel_title}:\nnot in this reference run yet", ha="center",
                     va="center", transform=ax.transAxes)
-        for i, name in enumerate(names):
+        for name in names:
             rows = runs[name]["epochs"]
             epochs = [r["epoch"] for r in rows]
-            ax.plot(epochs, [r["train_error"] for r in rows], ls="--", color=f"C{i}", lw=1.2)
-            ax.plot(epochs, [r["test_error"] for r in rows], ls="-", color=f"C{i}", lw=1.8,
+            ax.plot(epochs, [r["train_error"] for r in rows], ls="--", color=colour[name], lw=1.2)
+            ax.plot(epochs, [r["test_error"] for r in rows], ls="-", color=colour[name], lw=1.8,
                     label=f"{kind}-{name[len(kind):]}")
         ax.set(xlabel="epoch", ylabel="error (%)", title=f"reference run: {panel_title}")
         ax.xaxis.get_major_locator().set_params(integer=True)

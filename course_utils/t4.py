@@ -108,7 +108,14 @@ def training_memory(model: nn.Module, batch_size: int, image_size: int, in_chann
 def _count_training_memory(model: nn.Module, batch_size: int, image_size: int,
                            in_channels: int, dtype: torch.dtype) -> int:
     from torch._subclasses.fake_tensor import FakeTensorMode
-    from torch.distributed._tools.mem_tracker import MemTracker
+    try:
+        from torch.distributed._tools.mem_tracker import MemTracker
+    except ImportError as error:  # torch's memory tracker came with torch 2.5
+        raise ImportError(
+            f"training_memory는 torch 2.5 이상이 필요합니다(이 환경: {torch.__version__}). "
+            "pip install -U torch torchvision 후 런타임을 다시 시작하세요. / training_memory "
+            f"needs torch 2.5 or newer (this one: {torch.__version__}): upgrade torch and "
+            "restart the runtime.") from error
 
     mode = FakeTensorMode()
     twin = _fake_twin(model, mode).train()
@@ -143,10 +150,13 @@ def memory_limit(image_size: int) -> int:
 def largest_batch(model: nn.Module, image_size: int, limit: int | None = None,
                   in_channels: int = 3) -> int:
     """The largest power-of-two batch whose fp16 training step fits ``limit`` (default
-    :func:`memory_limit`). Once the saved activations dominate the peak (at batches of 32 and
-    64; below that the fixed part, weights, gradients and momentum, sets it), the memory grows
-    on a line with the batch, so those two batches give the line; the answer is then counted
-    directly, with the next power of two above it."""
+    :func:`memory_limit`). Once the saved activations set the peak (at batches of 32 and 64),
+    the memory grows on a line with the batch: a fixed part (fp32 weights and momentum, the
+    fp16 weight copies of autocast; the gradients do not exist yet early in the backward pass,
+    zero_grad having set them to None) plus the activations per image. At a batch of 2 or 4
+    the peak moves to the optimizer step (weights, gradients and momentum all present), so
+    those points are off the line. The answer is then counted directly, with the next power
+    of two above it."""
     limit = memory_limit(image_size) if limit is None else int(limit)
     at_32, at_64 = (training_memory(model, b, image_size, in_channels) for b in (32, 64))
     per_image = (at_64 - at_32) / 32
