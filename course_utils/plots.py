@@ -184,8 +184,10 @@ def plot_reference_figure6(reference: Mapping[str, Any], live: dict[str, Sequenc
     for comparison."""
     runs = reference["runs"]
     panels = [("plain", "plain networks"), ("resnet", "residual networks")]
-    # one colour per network in every panel (plain20, plain56, resnet20, resnet56: C0-C3)
-    colour = {name: f"C{i}" for i, name in enumerate(sorted(set(runs) | set(live or ())))}
+    # one colour per network in every panel: the live run's order first (so that it matches
+    # the notebook's own figure of that run, plot_seed_band), then the others by name
+    order = list(live or ()) + sorted(set(runs) - set(live or ()))
+    colour = {name: f"C{i}" for i, name in enumerate(order)}
     fig = _new_figure(show, figsize=(4.2 * (len(panels) + (live is not None)), 3.4))
     axes = list(fig.subplots(1, len(panels) + (live is not None), squeeze=False)[0])
     if live is not None:
