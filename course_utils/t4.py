@@ -87,10 +87,10 @@ _MEASURED: dict[tuple, int] = {}  # (architecture, batch, size, channels, dtype)
 
 
 def _architecture(model: nn.Module) -> tuple:
-    """What the training memory depends on: the module types and the parameter shapes (not
-    the weights' values, so a trained model and a fresh one share a measurement)."""
-    return (tuple(type(m).__name__ for m in model.modules()),
-            tuple(tuple(p.shape) for p in model.parameters()))
+    """What the training memory depends on: the modules with their settings (``repr`` shows
+    strides and paddings: ResNet-50 v1 and v1.5 differ only there) and the parameter shapes,
+    not the weights' values, so a trained model and a fresh one share a measurement."""
+    return repr(model), tuple(tuple(p.shape) for p in model.parameters())
 
 
 def training_memory(model: nn.Module, batch_size: int, image_size: int, in_channels: int = 3,

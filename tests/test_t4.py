@@ -114,3 +114,10 @@ def test_training_memory_is_a_line_in_the_batch_and_largest_batch_finds_the_fit(
     # a tighter limit: a smaller answer, still a power of two that fits
     assert t4.largest_batch(dense, 32, limit=t4.training_memory(dense, 40, 32)) == 32
 
+
+def test_the_memory_cache_tells_models_apart_that_differ_only_in_strides():
+    # ResNet-50 v1 and v1.5 have the same modules and parameter shapes; the stride sits in a
+    # different conv, so the saved activations differ. A shared cache entry would hide that.
+    v1 = get_model("resnet50", num_classes=10)
+    v15 = get_model("resnet50", num_classes=10, stride_in_3x3=True)
+    assert t4.training_memory(v1, 4, 64) != t4.training_memory(v15, 4, 64)
